@@ -1,0 +1,133 @@
+"""The FastAPI application factory and its lifespan (models, stores and background sweeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import anyio.to_thread
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from server.engine import Engine
+from server.errors import install_error_handlers
+from server.middleware import RequestContextMiddleware
+from server.routes import enhance_router, files_router, health_router
+from server.settings import Settings
+from server.storage import AccountRegistry, LocalFileStore, create_database, load_or_create_dev_key
+from server.worker import EnhanceWorker
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/v1/phota"
+SIGNING_SECRET_FILE = "signing-secret"
+
+
+class Metrics:
+    """This app's Prometheus registry (one per app, no process globals)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "enhance_http_request_seconds",
+            "HTTP request latency by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+        )
+        self.queue_depth = Gauge("enhance_queue_depth", "Enhancements running or waiting", registry=self.registry)
+        self.gpu_memory = Gauge(
+            "enhance_gpu_memory_bytes", "GPU memory allocated by this process", registry=self.registry
+        )
+
+    def refresh(self, app: FastAPI) -> None:
+        worker: EnhanceWorker | None = getattr(app.state, "worker", None)
+        self.queue_depth.set(worker.depth if worker else 0)
+        engine: Engine | None = getattr(app.state, "engine", None)
+        if engine is not None and engine.device.type == "cuda":
+            import torch
+
+            self.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
+
+
+def _load_or_create_secret(data_dir: Path) -> bytes:
+    path = data_dir / SIGNING_SECRET_FILE
+    if path.exists():
+        return path.read_bytes().strip()
+    secret = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(secret)
+    return secret
+
+
+async def _sweep_files(files: LocalFileStore, interval_s: float) -> None:
+    while True:
+        removed = await anyio.to_thread.run_sync(files.remove_expired)
+        if removed:
+            logger.info("removed %d expired files", removed)
+        await asyncio.sleep(interval_s)
+
+
+def _utc_today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today) -> FastAPI:
+    """Build the service. ``today`` is the clock behind the date-based default ``output_format``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        data_dir = settings.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        database = create_database(settings.database_url, data_dir)
+        keys = settings.api_key_list
+        if not keys:
+            dev_key, created = load_or_create_dev_key(data_dir)
+            keys = [dev_key]
+            logger.warning(
+                "ENHANCE_API_KEYS is empty: using the development key %s (%s %s)",
+                dev_key,
+                "created in" if created else "stored in",
+                data_dir / "dev-api-key",
+            )
+        app.state.accounts = AccountRegistry(database, keys)
+        secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
+        app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
+        app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
+        app.state.engine = await anyio.to_thread.run_sync(Engine.load, settings)
+        sweeper = asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            database.dispose()
+
+    app = FastAPI(
+        title="Phota enhance (self-hosted)",
+        version="0.7.0",
+        description="A local drop-in for the hosted Phota Labs enhance API.",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.today = today
+    app.state.metrics = Metrics()
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, latency=app.state.metrics.latency
+    )
+    install_error_handlers(app, settings.retry_after_s)
+    app.include_router(enhance_router, prefix=API_PREFIX)
+    app.include_router(files_router, prefix=API_PREFIX)
+    app.include_router(health_router)
+    return app

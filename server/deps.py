@@ -1,0 +1,59 @@
+"""Request dependencies, as ``Annotated`` aliases: settings, the caller's account, the engine, stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from server.engine import Engine
+from server.errors import UNAUTHORIZED_DETAIL, NotReadyError, UnauthorizedError
+from server.settings import Settings
+from server.storage import Account, AccountRegistry, LocalFileStore
+from server.worker import EnhanceWorker
+
+# Named APIKeyHeader in the OpenAPI document, as in the hosted API. auto_error=False: our own 401 body.
+api_key_header = APIKeyHeader(name="X-API-Key", scheme_name="APIKeyHeader", auto_error=False)
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _account(request: Request, key: Annotated[str | None, Depends(api_key_header)]) -> Account:
+    registry: AccountRegistry = request.app.state.accounts
+    account = registry.authenticate(key)
+    if account is None:
+        raise UnauthorizedError(UNAUTHORIZED_DETAIL)
+    return account
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise NotReadyError("The models are still loading; retry shortly.")
+    return engine
+
+
+def _worker(request: Request) -> EnhanceWorker:
+    return request.app.state.worker
+
+
+def _files(request: Request) -> LocalFileStore:
+    return request.app.state.files
+
+
+def _today(request: Request) -> dt.date:
+    clock: Callable[[], dt.date] = request.app.state.today
+    return clock()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+CurrentAccount = Annotated[Account, Depends(_account)]
+EngineDep = Annotated[Engine, Depends(_engine)]
+WorkerDep = Annotated[EnhanceWorker, Depends(_worker)]
+FilesDep = Annotated[LocalFileStore, Depends(_files)]
+TodayDep = Annotated[dt.date, Depends(_today)]

@@ -1,0 +1,7 @@
+"""One router per resource."""
+
+from server.routes.enhance import router as enhance_router
+from server.routes.files import router as files_router
+from server.routes.health import router as health_router
+
+__all__ = ["enhance_router", "files_router", "health_router"]

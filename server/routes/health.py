@@ -1,0 +1,39 @@
+"""Health, readiness and metrics, outside /v1/phota and without a key."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server.schemas import HealthResponse, ReadinessResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthResponse)
+async def healthz() -> HealthResponse:
+    """The process is up."""
+    return HealthResponse(status="ok")
+
+
+@router.get("/readyz", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}})
+async def readyz(request: Request) -> Response:
+    """Ready when the models are loaded and a tiny operation on the device succeeds."""
+    engine = getattr(request.app.state, "engine", None)
+    if engine is None:
+        return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
+    try:
+        await anyio.to_thread.run_sync(engine.probe)
+    except Exception:
+        return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
+    body = ReadinessResponse(status="ready", device=str(engine.device), network=engine.model.network.name)
+    return JSONResponse(body.model_dump())
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process."""
+    request.app.state.metrics.refresh(request.app)
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

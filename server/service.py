@@ -1,0 +1,144 @@
+"""One synchronous enhance request, end to end: validate, fetch, decode, enhance, encode, deliver."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio.to_thread
+
+from models.imageio import FetchPolicy, decode_image, encode_image, flatten_alpha, load_image_source
+from models.pipeline import EnhanceResult
+from models.prompt import merge_candidate_ids
+from server.engine import Engine
+from server.errors import BadRequestError, NotFoundError
+from server.schemas import EditResponse, EnhanceRequest, KnownSubjects
+from server.settings import Settings
+from server.storage import LocalFileStore
+from server.worker import EnhanceWorker
+
+
+@dataclass(frozen=True)
+class EnhanceOutcome:
+    """The hosted-shape body and the ``X-Enhance-Parameters`` report of one request."""
+
+    response: EditResponse
+    parameters: dict[str, Any]
+
+
+def fetch_policy_of(settings: Settings) -> FetchPolicy:
+    return FetchPolicy(
+        allow_private=settings.allow_private_urls,
+        max_bytes=settings.fetch_max_bytes,
+        timeout_s=settings.fetch_timeout_s,
+    )
+
+
+def validate_request(body: EnhanceRequest) -> list[str]:
+    """Checks that need no image; returns the candidate profile ids. Raises ``BadRequestError`` or
+    ``NotFoundError``."""
+    if body.async_:
+        raise BadRequestError(
+            "Asynchronous jobs (async: true) are not available on this server yet; send async: false."
+        )
+    if body.callback_url is not None:
+        raise BadRequestError("callback_url is only valid with async: true.")
+    candidates = merge_candidate_ids(body.profile_ids, body.prompt)
+    if candidates:
+        # No profile exists on this server yet (the profiles API is not built), so every candidate
+        # id is unknown, exactly as an id of another account would be.
+        raise NotFoundError(f"Unknown profile id {candidates[0]!r}.")
+    return candidates
+
+
+def _encode_outputs(
+    result: EnhanceResult, fmt: Literal["png", "jpg"], exif: bytes | None, settings: Settings
+) -> list[bytes]:
+    encoded = []
+    for image in result.images:
+        rgb, alpha = image.rgb, image.alpha
+        if fmt == "jpg" and alpha is not None:
+            rgb, alpha = flatten_alpha(rgb, alpha), None
+        encoded.append(
+            encode_image(
+                rgb,
+                alpha,
+                fmt,
+                exif=exif,
+                jpeg_quality=settings.jpeg_quality,
+                png_compress_level=settings.png_compress_level,
+            )
+        )
+    return encoded
+
+
+async def run_enhance(
+    body: EnhanceRequest,
+    *,
+    engine: Engine,
+    worker: EnhanceWorker,
+    files: LocalFileStore,
+    settings: Settings,
+    today: dt.date,
+    base_url: str,
+) -> EnhanceOutcome:
+    """Run one synchronous enhance request. Domain errors propagate to the error table."""
+    started = time.perf_counter()
+    validate_request(body)
+    timings: dict[str, float] = {}
+
+    mark = time.perf_counter()
+    data = await anyio.to_thread.run_sync(load_image_source, body.image, fetch_policy_of(settings))
+    decoded = await anyio.to_thread.run_sync(
+        lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels)
+    )
+    timings["decode_s"] = time.perf_counter() - mark
+
+    fmt: Literal["png", "jpg"]
+    alpha_note = None
+    if body.output_format is not None:
+        fmt = body.output_format
+        if fmt == "jpg" and decoded.alpha is not None:
+            alpha_note = "flattened onto white: jpg has no alpha"
+    elif decoded.alpha is not None:
+        fmt, alpha_note = "png", "kept: png chosen because the input has alpha"
+    else:
+        fmt = settings.default_format_on(today)
+
+    mark = time.perf_counter()
+    result = await worker.run(engine.enhance, decoded.rgb, decoded.alpha, body.num_output_images)
+    timings["enhance_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    encoded = await anyio.to_thread.run_sync(_encode_outputs, result, fmt, decoded.exif, settings)
+    timings["encode_s"] = time.perf_counter() - mark
+
+    response = EditResponse(known_subjects=KnownSubjects(counts={}))
+    if body.response_mode == "bytes":
+        response.images = [base64.b64encode(blob).decode("ascii") for blob in encoded]
+    else:
+        mark = time.perf_counter()
+        stored = [await anyio.to_thread.run_sync(files.save, blob, fmt) for blob in encoded]
+        base = (settings.public_base_url or base_url).rstrip("/")
+        response.download_urls = [f"{base}/v1/phota/files/{f.name}?{f.query}" for f in stored]
+        timings["store_s"] = time.perf_counter() - mark
+    timings["total_s"] = time.perf_counter() - started
+
+    parameters = {
+        **result.report,
+        "source_format": decoded.source_format,
+        "original_size": list(decoded.original_size),
+        "output_format": fmt,
+        "alpha": alpha_note,
+        "timings": {**result.report["timings"], **{k: round(v, 4) for k, v in timings.items()}},
+    }
+    return EnhanceOutcome(response=response, parameters=parameters)
+
+
+def parameters_header(parameters: dict[str, Any]) -> str:
+    """Compact JSON for ``X-Enhance-Parameters`` (ASCII only, as HTTP headers must be)."""
+    return json.dumps(parameters, separators=(",", ":"), ensure_ascii=True)

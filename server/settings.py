@@ -1,0 +1,91 @@
+"""The service's one settings class. Built by ``get_settings()`` (reads ``ENHANCE_*`` from the
+environment); tests build ``Settings(...)`` directly. Nothing reads the environment at import time."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The hosted API switched its default output format from png to jpg on this date (API.md).
+JPG_DEFAULT_FROM = dt.date(2026, 5, 8)
+
+
+class Settings(BaseSettings):
+    """Every operator setting; the README's configuration table mirrors this class."""
+
+    model_config = SettingsConfigDict(env_prefix="ENHANCE_", extra="ignore")
+
+    api_keys: str = Field(
+        default="", description="Comma-separated API keys, each its own account. Empty: a development key."
+    )
+    data_dir: Path = Field(default=Path("data"), description="Embedded database, files and secrets.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite in the data dir (PostgreSQL works too)."
+    )
+    weights_dir: Path | None = Field(
+        default=None, description="Converted weights; default: weights/files next to the weights package."
+    )
+    auto_pull_weights: bool = Field(default=True, description="Pull missing weights on start.")
+    device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:N'.")
+    half_precision: bool = Field(default=True, description="float16 on CUDA (NaN guard falls back to fp32).")
+    tile_size: int = Field(default=0, ge=0, description="Tile side in network input px; 0 = from free memory.")
+    tile_overlap: int = Field(default=16, ge=0, le=128, description="Tile overlap in network input px.")
+    tile_batch_size: int = Field(default=4, ge=1, le=64, description="Tiles per network batch.")
+    max_tile_size: int = Field(default=1024, ge=64, description="Upper bound of the automatic tile size.")
+    cpu_tile_size: int = Field(default=256, ge=32, description="Tile side used on CPU.")
+    network_max_side: int = Field(
+        default=0,
+        ge=0,
+        description="Long side cap of the network's input (its x4 output is resized to the target); "
+        "0 = 1024 on CUDA, 512 on CPU.",
+    )
+    target_long_side: int = Field(default=2048, ge=64, le=4096, description="Output long side for small inputs.")
+    default_output_format: Literal["auto", "png", "jpg"] = Field(
+        default="auto", description="'auto' follows the hosted schedule: png before 2026-05-08, jpg from then."
+    )
+    jpeg_quality: int = Field(default=95, ge=50, le=100)
+    png_compress_level: int = Field(default=1, ge=0, le=9)
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    allow_private_urls: bool = Field(default=False, description="Let image URLs reach loopback/private addresses.")
+    allow_http_callbacks: bool = Field(default=False, description="Allow plain-http callback_url.")
+    fetch_max_bytes: int = Field(default=40 * 1024 * 1024, ge=1024)
+    fetch_timeout_s: float = Field(default=15.0, gt=0, le=120)
+    max_pixels: int = Field(default=100_000_000, ge=1_000_000, description="Decompression bomb limit.")
+    url_ttl_s: int = Field(default=24 * 3600, ge=60, description="Lifetime of signed download URLs.")
+    signing_secret: str | None = Field(
+        default=None, description="HMAC secret for download URLs; default: generated into the data dir."
+    )
+    public_base_url: str | None = Field(
+        default=None, description="Base of download URLs (e.g. https://enhance.example.com); default: request's."
+    )
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=64, description="Enhancements running at once.")
+    max_queued_jobs: int = Field(default=16, ge=0, description="Waiting enhancements; beyond: 503.")
+    retry_after_s: int = Field(default=5, ge=1)
+    cleanup_interval_s: float = Field(default=300.0, gt=0, description="Expired-file sweep interval.")
+    log_level: str = Field(default="INFO")
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _strong_secret(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) < 32 or value.lower() in {"secret", "changeme", "change-me"}):
+            raise ValueError("signing_secret must be at least 32 characters of real randomness")
+        return value
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [key.strip() for key in self.api_keys.split(",") if key.strip()]
+
+    def default_format_on(self, today: dt.date) -> Literal["png", "jpg"]:
+        """The ``output_format`` a request gets when it names none, on ``today``."""
+        if self.default_output_format != "auto":
+            return self.default_output_format
+        return "jpg" if today >= JPG_DEFAULT_FROM else "png"
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (``ENHANCE_*``)."""
+    return Settings()
