@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:N'.")
     half_precision: bool = Field(default=True, description="float16 on CUDA (NaN guard falls back to fp32).")
     tile_size: int = Field(default=0, ge=0, description="Tile side in network input px; 0 = from free memory.")
-    tile_overlap: int = Field(default=16, ge=0, le=128, description="Tile overlap in network input px.")
+    tile_overlap: int = Field(default=24, ge=0, le=128, description="Tile overlap in network input px.")
     tile_batch_size: int = Field(default=4, ge=1, le=64, description="Tiles per network batch.")
     max_tile_size: int = Field(default=1024, ge=64, description="Upper bound of the automatic tile size.")
     cpu_tile_size: int = Field(default=256, ge=32, description="Tile side used on CPU.")

@@ -42,7 +42,7 @@ class EnhanceOptions:
     max_side: int = 4096
     network_max_side: int = 1024
     tile: int = 512
-    overlap: int = 16
+    overlap: int = 24
     batch_size: int = 4
 
     def __post_init__(self) -> None:

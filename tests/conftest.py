@@ -1,0 +1,85 @@
+"""Shared fixtures: real photos from scikit-image, the converted weights, the app on CPU."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+import weights
+from models.sr import SRModel, get_network, load_sr_model
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(requires_cuda)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """512×512 RGB uint8 photo (NASA, public domain) bundled with scikit-image."""
+    return skdata.astronaut()
+
+
+@pytest.fixture(scope="session")
+def coffee() -> np.ndarray:
+    """400×600 RGB uint8 photo bundled with scikit-image."""
+    return skdata.coffee()
+
+
+@pytest.fixture(scope="session")
+def chelsea() -> np.ndarray:
+    """300×451 RGB uint8 photo of a cat bundled with scikit-image."""
+    return skdata.chelsea()
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    return (image.astype(np.float32) / 255.0).copy()
+
+
+def encode_b64(image: np.ndarray | Image.Image, fmt: str = "JPEG", **save: object) -> str:
+    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    buffer = io.BytesIO()
+    pil.save(buffer, format=fmt, **save)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode_b64(payload: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(payload)))
+    image.load()
+    return image
+
+
+@pytest.fixture(scope="session")
+def weights_dir() -> Path:
+    """The converted weights (pulled once if missing; ``python -m weights pull`` does the same)."""
+    directory = weights.default_weights_dir()
+    try:
+        weights.verify_weights(directory, ["realesrgan-x4plus"])
+    except weights.WeightsError:
+        weights.pull_weights(directory, ["realesrgan-x4plus"])
+    return directory
+
+
+@pytest.fixture(scope="session")
+def x4plus_cpu(weights_dir: Path) -> SRModel:
+    network = get_network("x4plus")
+    return load_sr_model(network, weights.load_state_dict(network.weights_name, weights_dir), torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def x4plus_cuda(weights_dir: Path) -> Iterator[SRModel]:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    network = get_network("x4plus")
+    yield load_sr_model(network, weights.load_state_dict(network.weights_name, weights_dir), torch.device("cuda"))
