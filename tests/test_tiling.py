@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +15,12 @@ from models.sr import SRModel, feather_mask, get_network, plan_tiles, upscale
 from tests.conftest import to_float
 
 
-@pytest.mark.parametrize(("height", "width", "tile", "overlap"), [(100, 37, 32, 8), (64, 64, 64, 16), (513, 97, 128, 16)])
-def test_plan_tiles_covers_every_pixel_with_the_minimum_overlap(height: int, width: int, tile: int, overlap: int) -> None:
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "overlap"), [(100, 37, 32, 8), (64, 64, 64, 16), (513, 97, 128, 16)]
+)
+def test_plan_tiles_covers_every_pixel_with_the_minimum_overlap(
+    height: int, width: int, tile: int, overlap: int
+) -> None:
     tiles = plan_tiles(height, width, tile, overlap)
     covered = np.zeros((height, width), dtype=int)
     for t in tiles:
@@ -22,7 +28,7 @@ def test_plan_tiles_covers_every_pixel_with_the_minimum_overlap(height: int, wid
         covered[t.y0 : t.y1, t.x0 : t.x1] += 1
     assert covered.min() >= 1
     ys = sorted({t.y0 for t in tiles})
-    for a, b in zip(ys, ys[1:], strict=False):
+    for a, b in itertools.pairwise(ys):
         assert a + tile - b >= overlap
 
 
