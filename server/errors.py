@@ -128,8 +128,3 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         codes = {404: "NOT_FOUND", 405: "BAD_REQUEST", 401: "UNAUTHORIZED", 413: "PAYLOAD_TOO_LARGE"}
         detail = "Not found." if exc.status_code == 404 else str(exc.detail)
         return error_response(request, exc.status_code, codes.get(exc.status_code, "BAD_REQUEST"), detail)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.exception("request %s failed", request_id_of(request), exc_info=exc)
-        return error_response(request, 500, "INTERNAL_ERROR", "Internal error; quote the request id.")

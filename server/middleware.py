@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
 
+import torch
 from prometheus_client import Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 DEPRECATION_DATE = "2026-05-08"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -81,21 +85,42 @@ class RequestContextMiddleware:
         except _BodyTooLarge:
             if not response_started:
                 await self._too_large(send_with_headers, request_id)
+        except Exception as exc:
+            # The one fallback for unexpected failures: logged with the request id, generic body.
+            logger.exception("request %s failed", request_id, exc_info=exc)
+            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if not response_started:
+                await self._send_json(
+                    send_with_headers,
+                    500,
+                    {
+                        "code": "INTERNAL_ERROR",
+                        "detail": "Internal error; quote the request id.",
+                        "request_id": request_id,
+                    },
+                )
         finally:
             self._observe(scope, status_holder["status"], started)
 
     async def _too_large(self, send: Send, request_id: str) -> None:
-        body = json.dumps(
+        await self._send_json(
+            send,
+            413,
             {
                 "code": "PAYLOAD_TOO_LARGE",
                 "detail": f"Request body exceeds {self.max_body_bytes} bytes.",
                 "request_id": request_id,
-            }
-        ).encode()
+            },
+        )
+
+    @staticmethod
+    async def _send_json(send: Send, status: int, content: dict[str, str]) -> None:
+        body = json.dumps(content).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
             }
         )

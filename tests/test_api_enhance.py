@@ -38,7 +38,7 @@ def make_settings(tmp_path: Path, weights_dir: Path, **overrides: object) -> Set
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[TestClient]:
     app = create_app(make_settings(tmp_path_factory.mktemp("data"), weights_dir))
-    with TestClient(app) as test_client:
+    with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 

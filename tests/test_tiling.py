@@ -109,11 +109,11 @@ def test_tiled_matches_untiled_on_a_real_photo(x4plus_cpu: SRModel, astronaut: n
     crop = to_float(astronaut[150:246, 180:276])  # 96×96: the face and the suit's edge
     image = torch.from_numpy(crop).permute(2, 0, 1)[None]
     whole, whole_report = upscale(x4plus_cpu, image, tile=96, overlap=16)
-    tiled, tiled_report = upscale(x4plus_cpu, image, tile=64, overlap=24)
+    tiled, tiled_report = upscale(x4plus_cpu, image, tile=72, overlap=24)
     assert whole_report.tiles == 1 and tiled_report.tiles == 4
     difference = (whole - tiled).abs()
     # What the network adds over bicubic is the scale against which seams are judged.
     contribution = (whole - F.interpolate(image, scale_factor=4, mode="bicubic")).abs()
-    assert float(difference.mean()) < 2.5e-3
-    assert float(difference.mean()) < 0.1 * float(contribution.mean())
+    assert float(difference.mean()) < 2e-3
+    assert float(difference.mean()) < 0.15 * float(contribution.mean())
     assert float(difference.max()) < 0.12

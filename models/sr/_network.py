@@ -252,7 +252,7 @@ def upscale(
         try:
             with torch.inference_mode():
                 result, tiles, batches, nan_fallbacks = _upscale_with_tile(
-                    model, image, tile, min(overlap, tile // 4), batch_size
+                    model, image, tile, min(overlap, tile // 3), batch_size
                 )
             break
         except torch.OutOfMemoryError as exc:
@@ -268,7 +268,7 @@ def upscale(
             batch_size = max(1, batch_size // 2)
     report = UpscaleReport(
         tile=tile,
-        overlap=min(overlap, tile // 4),
+        overlap=min(overlap, tile // 3),
         tiles=tiles,
         batches=batches,
         oom_retries=retries,
