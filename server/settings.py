@@ -36,7 +36,9 @@ class Settings(BaseSettings):
     tile_overlap: int = Field(default=24, ge=0, le=128, description="Tile overlap in network input px.")
     tile_batch_size: int = Field(default=4, ge=1, le=64, description="Tiles per network batch.")
     max_tile_size: int = Field(default=1024, ge=64, description="Upper bound of the automatic tile size.")
-    cpu_tile_size: int = Field(default=256, ge=32, description="Tile side used on CPU.")
+    cpu_tile_size: int = Field(
+        default=512, ge=32, description="Tile side on CPU (memory is not the limit there: whole images when small)."
+    )
     network_max_side: int = Field(
         default=0,
         ge=0,

@@ -37,15 +37,17 @@ class Tile:
         return self.x1 - self.x0
 
 
-def _axis_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets along one axis so tiles of ``tile`` pixels cover ``length`` with >= ``overlap``."""
+def _axis_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, end) spans along one axis: as few as cover ``length`` with tiles of at most ``tile``
+    pixels and at least ``overlap`` between neighbours, all of one size (so they batch together) and
+    no larger than needed (so no work is wasted on excess overlap)."""
     if length <= tile:
-        return [0]
-    stride = tile - overlap
-    count = -(-(length - overlap) // stride)  # ceil
-    # Spread the tiles evenly so every overlap is at least ``overlap`` and the last tile ends flush.
-    span = length - tile
-    return [round(i * span / (count - 1)) for i in range(count)]
+        return [(0, length)]
+    count = -(-(length - overlap) // (tile - overlap))  # ceil
+    size = min(tile, -(-(length + (count - 1) * overlap) // count))
+    span = length - size
+    starts = [round(i * span / (count - 1)) for i in range(count)]
+    return [(start, start + size) for start in starts]
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
@@ -58,17 +60,17 @@ def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     if tile < 1 or overlap < 0 or (overlap >= tile and (height > tile or width > tile)):
         raise ValueError(f"tile {tile} with overlap {overlap} leaves no stride")
-    ys = _axis_starts(height, tile, overlap)
-    xs = _axis_starts(width, tile, overlap)
+    ys = _axis_spans(height, tile, overlap)
+    xs = _axis_spans(width, tile, overlap)
     tiles = []
-    for iy, y0 in enumerate(ys):
-        for ix, x0 in enumerate(xs):
+    for iy, (y0, y1) in enumerate(ys):
+        for ix, (x0, x1) in enumerate(xs):
             tiles.append(
                 Tile(
                     y0=y0,
-                    y1=min(y0 + tile, height),
+                    y1=y1,
                     x0=x0,
-                    x1=min(x0 + tile, width),
+                    x1=x1,
                     feather_top=iy > 0,
                     feather_bottom=iy < len(ys) - 1,
                     feather_left=ix > 0,
