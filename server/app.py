@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from server.engine import Engine
 from server.errors import install_error_handlers
+from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
-from server.routes import enhance_router, files_router, health_router
+from server.routes import enhance_router, files_router, health_router, jobs_router, webhooks_router
 from server.settings import Settings
-from server.storage import AccountRegistry, LocalFileStore, create_database, load_or_create_dev_key
+from server.storage import AccountRegistry, JobFiles, JobStore, LocalFileStore, create_database, load_or_create_dev_key
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
         )
         self.queue_depth = Gauge("enhance_queue_depth", "Enhancements running or waiting", registry=self.registry)
+        self.jobs_pending = Gauge(
+            "enhance_jobs_pending", "Asynchronous jobs accepted and not finished", registry=self.registry
+        )
         self.gpu_memory = Gauge(
             "enhance_gpu_memory_bytes", "GPU memory allocated by this process", registry=self.registry
         )
@@ -49,6 +53,8 @@ class Metrics:
     def refresh(self, app: FastAPI) -> None:
         worker: EnhanceWorker | None = getattr(app.state, "worker", None)
         self.queue_depth.set(worker.depth if worker else 0)
+        jobs: JobService | None = getattr(app.state, "jobs", None)
+        self.jobs_pending.set(jobs.pending if jobs else 0)
         engine: Engine | None = getattr(app.state, "engine", None)
         if engine is not None and engine.device.type == "cuda":
             import torch
@@ -103,9 +109,20 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
         app.state.engine = await anyio.to_thread.run_sync(Engine.load, settings)
         sweeper = asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))
+        jobs = JobService(
+            store=JobStore(database),
+            files=JobFiles(data_dir / "jobs"),
+            engine=app.state.engine,
+            worker=app.state.worker,
+            outputs=app.state.files,
+            settings=settings,
+        )
+        await jobs.start()
+        app.state.jobs = jobs
         try:
             yield
         finally:
+            await jobs.stop()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -128,6 +145,8 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     )
     install_error_handlers(app, settings.retry_after_s)
     app.include_router(enhance_router, prefix=API_PREFIX)
+    app.include_router(jobs_router, prefix=API_PREFIX)
+    app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
     return app

@@ -11,6 +11,7 @@ from fastapi.security import APIKeyHeader
 
 from server.engine import Engine
 from server.errors import UNAUTHORIZED_DETAIL, NotReadyError, UnauthorizedError
+from server.jobs import JobService
 from server.settings import Settings
 from server.storage import Account, AccountRegistry, LocalFileStore
 from server.worker import EnhanceWorker
@@ -46,6 +47,13 @@ def _files(request: Request) -> LocalFileStore:
     return request.app.state.files
 
 
+def _jobs(request: Request) -> JobService:
+    jobs: JobService | None = getattr(request.app.state, "jobs", None)
+    if jobs is None:
+        raise NotReadyError("The job service is still starting; retry shortly.")
+    return jobs
+
+
 def _today(request: Request) -> dt.date:
     clock: Callable[[], dt.date] = request.app.state.today
     return clock()
@@ -56,4 +64,5 @@ CurrentAccount = Annotated[Account, Depends(_account)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 WorkerDep = Annotated[EnhanceWorker, Depends(_worker)]
 FilesDep = Annotated[LocalFileStore, Depends(_files)]
+JobsDep = Annotated[JobService, Depends(_jobs)]
 TodayDep = Annotated[dt.date, Depends(_today)]

@@ -52,7 +52,7 @@ class PayloadTooLargeError(EnhanceError):
 
 
 class OverloadedError(EnhanceError):
-    """Raised by the enhance worker when its queue is full."""
+    """Raised by the enhance worker when its queue is full, and by job submission when the job queue is."""
 
     code = "SERVICE_UNAVAILABLE"
 
@@ -61,6 +61,12 @@ class NotReadyError(EnhanceError):
     """Raised when a request arrives before the models are loaded."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class RequestTimeoutError(EnhanceError):
+    """Raised when a synchronous enhance runs past ``sync_timeout_s`` (the hosted limit is 600 s)."""
+
+    code = "TIMEOUT"
 
 
 UNAUTHORIZED_DETAIL = "Missing or invalid API key in the X-API-Key header."
@@ -78,6 +84,7 @@ STATUS_BY_ERROR: dict[type[EnhanceError], int] = {
     OverloadedError: 503,
     ModelOutOfMemoryError: 503,
     NotReadyError: 503,
+    RequestTimeoutError: 504,
 }
 
 

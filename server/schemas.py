@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -41,6 +42,41 @@ class ErrorResponse(BaseModel):
     code: str
     detail: str
     request_id: str
+
+
+JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
+
+
+class JobAccepted(BaseModel):
+    """202 answer of ``POST /v1/phota/enhance`` with ``async: true`` (the job is stored durably first)."""
+
+    job_id: str
+    poll_url: str = Field(description="Absolute URL of GET /v1/phota/jobs/{job_id}.")
+    status: JobStatus = Field(description="QUEUED for a new job; a resubmission shows the original job's status.")
+
+
+class JobError(BaseModel):
+    """Why a job FAILED: the same ``code`` and ``detail`` a synchronous request would have answered."""
+
+    code: str
+    detail: str
+
+
+class JobResponse(BaseModel):
+    """``GET /v1/phota/jobs/{job_id}``, and the body POSTed to the job's ``callback_url`` when it ends."""
+
+    job_id: str
+    status: JobStatus
+    result: EditResponse | None = Field(default=None, description="The EditResponse, once SUCCEEDED.")
+    error: JobError | None = Field(default=None, description="Set when FAILED.")
+    created_at: dt.datetime
+    completed_at: dt.datetime | None = None
+
+
+class WebhookSecretResponse(BaseModel):
+    """``GET /v1/phota/webhook-secret``: the key of the callbacks' ``X-Phota-Signature`` HMAC-SHA256."""
+
+    webhook_secret: str
 
 
 class HealthResponse(BaseModel):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
+import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 
@@ -15,11 +18,15 @@ from models.imageio import FetchPolicy, decode_image, encode_image, flatten_alph
 from models.pipeline import EnhanceResult
 from models.prompt import merge_candidate_ids
 from server.engine import Engine
-from server.errors import BadRequestError, NotFoundError
+from server.errors import BadRequestError, NotFoundError, RequestTimeoutError
 from server.schemas import EditResponse, EnhanceRequest, KnownSubjects
 from server.settings import Settings
 from server.storage import LocalFileStore
 from server.worker import EnhanceWorker
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,7 @@ def fetch_policy_of(settings: Settings) -> FetchPolicy:
 def validate_request(body: EnhanceRequest) -> list[str]:
     """Checks that need no image; returns the candidate profile ids. Raises ``BadRequestError`` or
     ``NotFoundError``."""
-    if body.async_:
-        raise BadRequestError(
-            "Asynchronous jobs (async: true) are not available on this server yet; send async: false."
-        )
-    if body.callback_url is not None:
+    if body.callback_url is not None and not body.async_:
         raise BadRequestError("callback_url is only valid with async: true.")
     candidates = merge_candidate_ids(body.profile_ids, body.prompt)
     if candidates:
@@ -137,6 +140,30 @@ async def run_enhance(
         "timings": {**result.report["timings"], **{k: round(v, 4) for k, v in timings.items()}},
     }
     return EnhanceOutcome(response=response, parameters=parameters)
+
+
+async def run_with_time_limit(work: Coroutine[Any, Any, T], limit_s: float) -> T:
+    """Await ``work`` for at most ``limit_s`` seconds, else raise ``RequestTimeoutError`` at once. The
+    model call cannot be interrupted mid-thread, so the work finishes in the background and its result
+    is dropped (its slot is freed when it ends); a cancelled caller cancels the work."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit_s)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.add_done_callback(_drop_outcome)
+        raise RequestTimeoutError(
+            f"The request ran past the {limit_s:g} s limit of synchronous requests; send it with async: true."
+        )
+    return task.result()
+
+
+def _drop_outcome(task: asyncio.Future[Any]) -> None:
+    """Retrieve a timed-out request's outcome so that its exception, if any, is not reported as lost."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.info("a request that had timed out failed afterwards: %r", task.exception())
 
 
 def parameters_header(parameters: dict[str, Any]) -> str:

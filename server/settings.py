@@ -68,6 +68,22 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=16, ge=0, description="Waiting enhancements; beyond: 503.")
     retry_after_s: int = Field(default=5, ge=1)
     cleanup_interval_s: float = Field(default=300.0, gt=0, description="Expired-file sweep interval.")
+    sync_timeout_s: float = Field(
+        default=600.0, gt=0, description="A synchronous enhance running longer answers 504 TIMEOUT (hosted: 600 s)."
+    )
+    job_queue_size: int = Field(
+        default=100, ge=1, description="Asynchronous jobs accepted and not finished (queued or running); beyond: 503."
+    )
+    job_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Starts of one job (runs cut short by a crash count) before it FAILs."
+    )
+    callback_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Time limit of one callback POST.")
+    callback_max_attempts: int = Field(default=10, ge=1, le=50, description="Callback POSTs before giving up.")
+    callback_retry_base_s: float = Field(
+        default=2.0, gt=0, description="Delay before the first callback retry; doubled after each failure."
+    )
+    callback_retry_max_s: float = Field(default=600.0, gt=0, description="Upper bound of the callback retry delay.")
+    callback_concurrency: int = Field(default=8, ge=1, le=256, description="Callback POSTs in flight at once.")
     log_level: str = Field(default="INFO")
 
     @field_validator("signing_secret")

@@ -251,7 +251,7 @@ def test_unknown_fields_are_ignored(client: TestClient, photo_b64: str) -> None:
         ({"image": "http://127.0.0.1:9/photo.jpg"}, "IMAGE_FETCH_FAILED", "loopback"),
         ({"image": "http://169.254.169.254/latest/meta-data"}, "IMAGE_FETCH_FAILED", ""),
         ({"image": "file:///etc/passwd"}, "IMAGE_FETCH_FAILED", ""),
-        ({"image": "x", "async": True}, "BAD_REQUEST", "async"),
+        ({"image": "x", "async": True, "callback_url": "ftp://example.com/hook"}, "BAD_REQUEST", "callback_url"),
         ({"image": "x", "callback_url": "https://example.invalid/hook"}, "BAD_REQUEST", "callback_url"),
     ],
 )

@@ -3,47 +3,64 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
-from server.deps import CurrentAccount, EngineDep, FilesDep, SettingsDep, TodayDep, WorkerDep
-from server.schemas import EditResponse, EnhanceRequest, ErrorResponse
-from server.service import parameters_header, run_enhance
+from server.deps import CurrentAccount, EngineDep, FilesDep, JobsDep, SettingsDep, TodayDep, WorkerDep
+from server.errors import request_id_of
+from server.routes.jobs import poll_url_of
+from server.schemas import EditResponse, EnhanceRequest, ErrorResponse, JobAccepted
+from server.service import parameters_header, run_enhance, run_with_time_limit
 
 router = APIRouter(tags=["enhance"])
 
 ERRORS = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
-        400: "Undecodable image, unsupported format, refused URL, bad field combination",
+        400: "Undecodable image, unsupported format, refused URL, bad callback_url, bad field combination",
         401: "Missing or invalid API key",
         404: "Unknown profile id",
         413: "Request body too large",
         500: "Unexpected failure",
-        503: "Overloaded or out of GPU memory (Retry-After)",
+        503: "Overloaded, job queue full or out of GPU memory (Retry-After)",
+        504: "A synchronous request ran past the time limit (TIMEOUT)",
     }.items()
 }
+ACCEPTED = {202: {"model": JobAccepted, "description": "async: true; the job is stored, poll poll_url"}}
 
 
-@router.post("/enhance", response_model=EditResponse, responses=ERRORS)  # type: ignore[arg-type]
+@router.post("/enhance", response_model=EditResponse, responses={**ACCEPTED, **ERRORS})  # type: ignore[dict-item]
 async def enhance(
     body: EnhanceRequest,
     request: Request,
     response: Response,
-    _account: CurrentAccount,
+    account: CurrentAccount,
     engine: EngineDep,
     worker: WorkerDep,
     files: FilesDep,
+    jobs: JobsDep,
     settings: SettingsDep,
     today: TodayDep,
-) -> EditResponse:
-    """Enhance an image: restore and upscale it (2048 px long side for smaller inputs)."""
-    outcome = await run_enhance(
-        body,
-        engine=engine,
-        worker=worker,
-        files=files,
-        settings=settings,
-        today=today,
-        base_url=str(request.base_url),
+) -> EditResponse | JSONResponse:
+    """Enhance an image: restore and upscale it (2048 px long side for smaller inputs). With
+    ``async: true`` the work becomes a job: 202 with its ``poll_url``, and a callback when it ends."""
+    if body.async_:
+        job = await jobs.submit(
+            body, account, base_url=str(request.base_url), today=today, request_id=request_id_of(request)
+        )
+        poll_url = poll_url_of(request, settings, job.id)
+        accepted = JobAccepted(job_id=job.id, poll_url=poll_url, status=job.status)
+        return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": poll_url})
+    outcome = await run_with_time_limit(
+        run_enhance(
+            body,
+            engine=engine,
+            worker=worker,
+            files=files,
+            settings=settings,
+            today=today,
+            base_url=str(request.base_url),
+        ),
+        settings.sync_timeout_s,
     )
     response.headers["X-Enhance-Parameters"] = parameters_header(outcome.parameters)
     return outcome.response

@@ -1,13 +1,17 @@
-"""Storage adapters: the database (accounts) and the file store behind signed download URLs."""
+"""Storage adapters: the database (accounts, jobs) and the file store behind signed download URLs."""
 
 from server.storage.accounts import Account, AccountRegistry, hash_api_key, load_or_create_dev_key
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
+from server.storage.jobs import JobFiles, JobRecord, JobStore
 
 __all__ = [
     "Account",
     "AccountRegistry",
     "Base",
+    "JobFiles",
+    "JobRecord",
+    "JobStore",
     "LocalFileStore",
     "SignedFile",
     "create_database",

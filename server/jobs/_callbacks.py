@@ -1,0 +1,296 @@
+"""Job callbacks: checking a ``callback_url`` at submit, signing, and delivering with retries.
+
+A finished job's callback is a row in ``job_callbacks`` (written in the same transaction that ends the
+job), so pending deliveries survive a restart. The dispatcher POSTs the job document to the URL, signed
+``X-Phota-Signature: sha256=<hex>`` (HMAC-SHA256 of the raw body under the account's webhook secret).
+Any 2xx answer is a delivery; anything else (other status, refused address, connection error, time
+limit) is retried after ``callback_retry_base_s``, doubled after each failure up to
+``callback_retry_max_s``, at most ``callback_max_attempts`` POSTs in all. Redirects are not followed
+(a 3xx is a failure). Delivery is at least once: a crash between a POST and its bookkeeping sends it
+again, with the same body, signature and ``X-Phota-Job-Id``, so receivers drop repeats by job id.
+
+Addresses follow the image-URL rules (:func:`models.imageio.refused_address_reason`): the host is
+resolved once per connection and the connection goes to the vetted address itself (no DNS rebinding);
+TLS still checks the certificate against the host name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Iterable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import httpcore
+import httpx
+
+from models.imageio import refused_address_reason
+from server.errors import BadRequestError
+from server.jobs._documents import job_document_bytes
+from server.settings import Settings
+from server.storage.jobs import CallbackRecord, JobFiles, JobStore
+
+logger = logging.getLogger(__name__)
+
+MAX_CALLBACK_URL_LENGTH = 2048
+SIGNATURE_HEADER = "X-Phota-Signature"
+JOB_ID_HEADER = "X-Phota-Job-Id"
+ATTEMPT_HEADER = "X-Phota-Delivery-Attempt"
+_USER_AGENT = b"phota-enhance-local/callbacks"
+
+
+class CallbackRefusedError(Exception):
+    """Raised by the callback connection when the host resolves to a refused address."""
+
+
+def sign_body(secret: str, body: bytes) -> str:
+    """The ``X-Phota-Signature`` value of ``body``: ``sha256=`` and the hex HMAC-SHA256 under ``secret``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = []
+    for info in infos:
+        ip = _ip_or_none(str(info[4][0]))
+        if ip is not None and ip not in addresses:
+            addresses.append(ip)
+    return addresses
+
+
+async def check_callback_url(url: str, settings: Settings) -> None:
+    """Refuse a ``callback_url`` that could never be delivered to under the operator's settings: not
+    https (unless ``allow_http_callbacks``), malformed, with credentials, or whose host is (or resolves
+    to) an address the image-URL rules refuse (``allow_private_urls``).
+
+    Raises:
+        BadRequestError: with a detail naming the rule.
+    """
+    if len(url) > MAX_CALLBACK_URL_LENGTH:
+        raise BadRequestError(f"callback_url is longer than {MAX_CALLBACK_URL_LENGTH} characters.")
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise BadRequestError("callback_url is not a valid URL.") from exc
+    allowed = ("https", "http") if settings.allow_http_callbacks else ("https",)
+    if parsed.scheme not in allowed:
+        hint = "" if settings.allow_http_callbacks else " (plain http is off: ENHANCE_ALLOW_HTTP_CALLBACKS)"
+        raise BadRequestError(f"callback_url must be an {' or '.join(allowed)} URL{hint}.")
+    if not parsed.host:
+        raise BadRequestError("callback_url has no host.")
+    if parsed.userinfo:
+        raise BadRequestError("callback_url must not carry credentials (user:password@).")
+    literal = _ip_or_none(parsed.host)
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            addresses = await _resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        except OSError as exc:
+            raise BadRequestError(f"callback_url host {parsed.host} could not be resolved.") from exc
+    for ip in addresses:
+        reason = refused_address_reason(ip, allow_private=settings.allow_private_urls)
+        if reason is not None:
+            raise BadRequestError(f"callback_url refused: {parsed.host} is a {reason}.")
+
+
+class _VettedAsyncBackend(httpcore.AsyncNetworkBackend):
+    """Resolves once, refuses the host when any address is refused, connects to the vetted address."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_private = allow_private
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        literal = _ip_or_none(host)
+        try:
+            addresses = [literal] if literal is not None else await _resolve(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"host {host} could not be resolved") from exc
+        for ip in addresses:
+            reason = refused_address_reason(ip, allow_private=self._allow_private)
+            if reason is not None:
+                raise CallbackRefusedError(f"host {host} resolves to a {reason}")
+        last_error: Exception = httpcore.ConnectError(f"host {host} has no address")
+        for ip in addresses:
+            try:
+                return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        raise last_error
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise CallbackRefusedError("unix sockets are not allowed for callbacks")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=False)
+
+
+async def post_callback(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> int:
+    """POST ``body`` to ``url`` through a vetted connection and return the HTTP status (the response body
+    is not read). Raises ``CallbackRefusedError``, or ``httpcore``/``TimeoutError`` errors on failure."""
+    target = httpx.URL(url)
+    request_headers = [(b"Host", target.netloc), (b"User-Agent", _USER_AGENT)]
+    request_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+    request_headers.append((b"Content-Length", str(len(body)).encode()))
+    pool = httpcore.AsyncConnectionPool(
+        ssl_context=_ssl_context() if target.scheme == "https" else None,
+        network_backend=_VettedAsyncBackend(settings.allow_private_urls),
+        retries=0,
+        http1=True,
+        http2=False,
+    )
+    timeout = settings.callback_timeout_s
+    request_url = httpcore.URL(
+        scheme=target.raw_scheme, host=target.raw_host, port=target.port, target=target.raw_path or b"/"
+    )
+    async with pool:
+        with anyio.fail_after(timeout):
+            async with pool.stream(
+                "POST",
+                request_url,
+                headers=request_headers,
+                content=body,
+                extensions={"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}},
+            ) as response:
+                return response.status
+
+
+def _failure_reason(exc: BaseException, timeout_s: float) -> str:
+    """A short description of a failed delivery for the log and the database (no internal text)."""
+    if isinstance(exc, CallbackRefusedError):
+        return f"refused: {exc}"
+    if isinstance(exc, TimeoutError | httpcore.TimeoutException):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, httpcore.ConnectError):
+        return "could not connect"
+    if isinstance(exc, httpcore.ProtocolError):
+        return "invalid HTTP response"
+    if isinstance(exc, httpcore.NetworkError):
+        return "connection failed"
+    return type(exc).__name__
+
+
+class CallbackDispatcher:
+    """Delivers due callbacks in the background, ``callback_concurrency`` at a time; never blocks jobs."""
+
+    def __init__(self, store: JobStore, files: JobFiles, settings: Settings) -> None:
+        self._store = store
+        self._files = files
+        self._settings = settings
+        self._wake = asyncio.Event()
+        self._in_flight: set[str] = set()
+        self._deliveries: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """Look for due callbacks now (a job has just ended)."""
+        self._wake.set()
+
+    def retry_delay_s(self, failed_attempts: int) -> float:
+        """Seconds to wait after the ``failed_attempts``-th failure (1, 2, ...)."""
+        s = self._settings
+        return min(s.callback_retry_max_s, s.callback_retry_base_s * 2 ** (failed_attempts - 1))
+
+    async def run(self) -> None:
+        """The dispatch loop (runs until cancelled; then in-flight deliveries are cancelled too and stay
+        PENDING in the database, to be sent again after a restart)."""
+        try:
+            while True:
+                self._wake.clear()
+                free = self._settings.callback_concurrency - len(self._in_flight)
+                timeout: float | None = None
+                if free > 0:
+                    now = dt.datetime.now(dt.UTC)
+                    due = await anyio.to_thread.run_sync(self._store.due_callbacks, now, free, set(self._in_flight))
+                    for record in due:
+                        self._start(record)
+                    next_due = await anyio.to_thread.run_sync(self._store.next_callback_due, set(self._in_flight))
+                    if next_due is not None:
+                        timeout = max(0.01, (next_due - dt.datetime.now(dt.UTC)).total_seconds())
+                        if len(self._in_flight) >= self._settings.callback_concurrency:
+                            timeout = None  # no free slot: a finished delivery wakes the loop
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            for task in list(self._deliveries):
+                task.cancel()
+
+    def _start(self, record: CallbackRecord) -> None:
+        self._in_flight.add(record.job_id)
+        task = asyncio.create_task(self._deliver(record), name=f"callback {record.job_id}")
+        self._deliveries.add(task)
+
+        def _done(finished: asyncio.Task[None]) -> None:
+            self._deliveries.discard(finished)
+            self._in_flight.discard(record.job_id)
+            self._wake.set()
+
+        task.add_done_callback(_done)
+
+    async def _deliver(self, record: CallbackRecord) -> None:
+        """One POST of one callback, and its bookkeeping."""
+        store, settings = self._store, self._settings
+        job = await anyio.to_thread.run_sync(store.get, record.job_id)
+        if job is None:
+            return  # expired and swept meanwhile: its callback row went with it
+        images = await anyio.to_thread.run_sync(self._files.read_images, job.id)
+        body = job_document_bytes(job, images)
+        secret = await anyio.to_thread.run_sync(store.webhook_secret, job.account_id)
+        attempt = record.attempts + 1
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: sign_body(secret, body),
+            JOB_ID_HEADER: job.id,
+            ATTEMPT_HEADER: str(attempt),
+        }
+        error: str | None = None
+        try:
+            status = await post_callback(record.url, body, headers, settings)
+            if not 200 <= status < 300:
+                error = f"answered HTTP {status}"
+        except Exception as exc:
+            error = _failure_reason(exc, settings.callback_timeout_s)
+        now = dt.datetime.now(dt.UTC)
+        retry_at = None
+        if error is not None and attempt < settings.callback_max_attempts:
+            retry_at = now + dt.timedelta(seconds=self.retry_delay_s(attempt))
+        await anyio.to_thread.run_sync(
+            lambda: store.record_callback_attempt(
+                job.id, delivered=error is None, now=now, error=error, retry_at=retry_at
+            )
+        )
+        if error is None:
+            logger.info("job %s: callback delivered (attempt %d)", job.id, attempt)
+        elif retry_at is not None:
+            logger.info("job %s: callback attempt %d failed (%s); retrying at %s", job.id, attempt, error, retry_at)
+        else:
+            logger.warning("job %s: callback gave up after %d attempts (%s)", job.id, attempt, error)

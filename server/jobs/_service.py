@@ -1,0 +1,294 @@
+"""Asynchronous enhance jobs: accept (durably), run in the background, resume after a restart, expire.
+
+Life of a job:
+
+1. **Submit** (``POST /v1/phota/enhance`` with ``async: true``): the request gets the synchronous
+   checks (field combinations, profiles), its ``callback_url`` is checked, and its image is fetched and
+   decoded, so a bad input fails at once with the same 400 a synchronous call gives. The image's bytes
+   are written (fsynced) to ``<data_dir>/jobs/<job_id>/source`` and the job row is committed as QUEUED;
+   only then is the 202 sent. A job never needs its image URL again.
+2. **Run**: ``max_concurrent_jobs`` runners take queued jobs in submission order, mark them RUNNING
+   (counting the attempt) and run the same code path as a synchronous request, through the shared
+   worker (so jobs and synchronous requests share the device's slots). The result (or the error a
+   synchronous call would have answered) ends the job in one transaction with its callback queued.
+3. **Restart**: on start, RUNNING jobs (their process died mid-run) go back to QUEUED and every QUEUED
+   job is queued again, oldest first. A job started more than ``job_max_attempts`` times FAILs instead
+   of running again, so an input that kills the process cannot loop forever.
+4. **Expiry**: a finished job, its files and its callback are deleted ``url_ttl_s`` after it ends (the
+   lifetime of its download URLs); then its id answers 404 and its ``client_request_id`` is free again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio.to_thread
+
+from models.errors import EnhanceError
+from models.imageio import decode_image, load_image_source
+from server.engine import Engine
+from server.errors import NotFoundError, OverloadedError
+from server.jobs._callbacks import CallbackDispatcher, check_callback_url
+from server.jobs._documents import job_document
+from server.schemas import EnhanceRequest, JobResponse
+from server.service import fetch_policy_of, parameters_header, run_enhance, validate_request
+from server.settings import Settings
+from server.storage import Account, LocalFileStore
+from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
+from server.worker import EnhanceWorker
+
+logger = logging.getLogger(__name__)
+
+# Fields of the request that only concern submission; the rest is what the job runs with.
+_SUBMIT_ONLY_FIELDS = {"image", "async_", "callback_url", "client_request_id"}
+# A job directory without a row is left this long before it is swept (a submit may be writing it).
+_ORPHAN_MIN_AGE_S = 3600.0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class JobService:
+    """Accepts, runs, resumes and expires asynchronous enhance jobs; delivers their callbacks.
+
+    ``start()`` must be awaited (in the app's lifespan) before jobs run; ``stop()`` cancels the
+    background tasks, leaving unfinished work in the database for the next start.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        files: JobFiles,
+        engine: Engine,
+        worker: EnhanceWorker,
+        outputs: LocalFileStore,
+        settings: Settings,
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self._engine = engine
+        self._lane = worker.background_lane()
+        self._outputs = outputs
+        self._settings = settings
+        self._clock = clock
+        self.dispatcher = CallbackDispatcher(store, files, settings)
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._pending = 0  # jobs queued or running in this process: what job_queue_size bounds
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pending(self) -> int:
+        """Jobs accepted and not finished (queued or running)."""
+        return self._pending
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume unfinished jobs and start the runners, the callback dispatcher and the sweeper."""
+        requeued = await anyio.to_thread.run_sync(self.store.requeue_interrupted)
+        queued = await anyio.to_thread.run_sync(self.store.queued_ids)
+        for job_id in queued:
+            self._queue.put_nowait(job_id)
+        self._pending = len(queued)
+        if queued:
+            logger.info("resuming %d unfinished jobs (%d were interrupted mid-run)", len(queued), requeued)
+        self._tasks = [
+            asyncio.create_task(self._run_jobs(), name=f"job runner {i}")
+            for i in range(self._settings.max_concurrent_jobs)
+        ]
+        self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="callback dispatcher"))
+        self._tasks.append(asyncio.create_task(self._sweep_periodically(), name="job sweeper"))
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Cancel the background tasks; a job cut short stays RUNNING and is run again on the next start."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace_s)
+        self._tasks = []
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    async def submit(
+        self, body: EnhanceRequest, account: Account, *, base_url: str, today: dt.date, request_id: str
+    ) -> JobRecord:
+        """Validate and durably store a job; returns it (the original one for a repeated
+        ``client_request_id``). Raises the same domain errors as a synchronous request, and
+        ``OverloadedError`` when ``job_queue_size`` jobs are already waiting or running."""
+        validate_request(body)
+        if body.callback_url is not None:
+            await check_callback_url(body.callback_url, self._settings)
+        if body.client_request_id is not None:
+            existing = await self._find_by_client_request(account, body.client_request_id)
+            if existing is not None:
+                return existing
+        if self._pending >= self._settings.job_queue_size:
+            raise OverloadedError(f"The job queue is full ({self._settings.job_queue_size} jobs); retry later.")
+        self._pending += 1  # reserved before the first await, so concurrent submits cannot overshoot
+        created = False
+        try:
+            record, created = await self._store_new(
+                body, account, base_url=base_url, today=today, request_id=request_id
+            )
+        finally:
+            if not created:
+                self._pending -= 1
+        if created:
+            self._queue.put_nowait(record.id)
+            logger.info("job %s: accepted for %s (request %s)", record.id, account.id, request_id)
+        return record
+
+    async def document(self, job_id: str, account: Account) -> JobResponse:
+        """The job document of the account's ``job_id``. Raises ``NotFoundError`` for an unknown, expired
+        or other account's job."""
+        job = await anyio.to_thread.run_sync(self.store.get, job_id, account.id)
+        if job is None or self._expired(job):
+            raise NotFoundError(f"Unknown job id {job_id!r}.")
+        images = await anyio.to_thread.run_sync(self.files.read_images, job.id) if job.status == "SUCCEEDED" else []
+        return job_document(job, images)
+
+    async def webhook_secret(self, account: Account) -> str:
+        """The account's webhook secret (created on first use)."""
+        return await anyio.to_thread.run_sync(self.store.webhook_secret, account.id)
+
+    # --- submission helpers -----------------------------------------------------------------------
+
+    def _expired(self, job: JobRecord) -> bool:
+        return job.expires_at is not None and job.expires_at <= self._clock()
+
+    async def _find_by_client_request(self, account: Account, client_request_id: str) -> JobRecord | None:
+        existing = await anyio.to_thread.run_sync(self.store.find_by_client_request, account.id, client_request_id)
+        if existing is not None and self._expired(existing):
+            await anyio.to_thread.run_sync(self.sweep, self._clock())  # frees the client_request_id
+            return None
+        return existing
+
+    async def _store_new(
+        self, body: EnhanceRequest, account: Account, *, base_url: str, today: dt.date, request_id: str
+    ) -> tuple[JobRecord, bool]:
+        """Fetch and decode the image, store its bytes, then the row. Returns (job, created); created is
+        False when a concurrent submit with the same ``client_request_id`` stored its job first."""
+        settings = self._settings
+        data = await anyio.to_thread.run_sync(load_image_source, body.image, fetch_policy_of(settings))
+        # Decoded only to refuse a bad image now; the job decodes the stored bytes again when it runs.
+        await anyio.to_thread.run_sync(lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels))
+        job = NewJob(
+            id=new_job_id(),
+            account_id=account.id,
+            client_request_id=body.client_request_id,
+            options=body.model_dump(mode="json", exclude=_SUBMIT_ONLY_FIELDS),
+            submitted_on=today,
+            base_url=base_url,
+            callback_url=body.callback_url,
+            request_id=request_id,
+            created_at=self._clock(),
+        )
+        try:
+            await anyio.to_thread.run_sync(self.files.save_source, job.id, data)
+            record, created = await anyio.to_thread.run_sync(self.store.create, job)
+        except BaseException:
+            await anyio.to_thread.run_sync(self.files.remove, job.id)
+            raise
+        if not created:
+            await anyio.to_thread.run_sync(self.files.remove, job.id)
+        return record, created
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def _run_jobs(self) -> None:
+        """One runner: take queued job ids for ever."""
+        while True:
+            job_id = await self._queue.get()
+            try:
+                await self._run_job(job_id)
+            except Exception:
+                # Only storage failures get here (the job's own failures end the job); the job stays
+                # unfinished in the database and is resumed on the next start.
+                logger.exception("job %s: could not be run", job_id)
+            finally:
+                self._pending -= 1
+
+    async def _run_job(self, job_id: str) -> None:
+        job = await anyio.to_thread.run_sync(self.store.claim, job_id, self._clock())
+        if job is None:
+            return  # not QUEUED any more
+        if job.attempts > self._settings.job_max_attempts:
+            detail = (
+                f"The job was interrupted {job.attempts - 1} times (the service stopped while running it) "
+                "and was not run again."
+            )
+            logger.warning("job %s: %s", job.id, detail)
+            await self._finish(job, error=("INTERNAL_ERROR", detail))
+            return
+        logger.info("job %s: attempt %d started", job.id, job.attempts)
+        try:
+            source = await anyio.to_thread.run_sync(self.files.read_source, job.id)
+            body = EnhanceRequest.model_validate({**job.options, "image": base64.b64encode(source).decode("ascii")})
+            outcome = await run_enhance(
+                body,
+                engine=self._engine,
+                worker=self._lane,
+                files=self._outputs,
+                settings=self._settings,
+                today=job.submitted_on,
+                base_url=job.base_url,
+            )
+        except EnhanceError as exc:
+            logger.info("job %s: failed with %s: %s", job.id, exc.code, exc.detail)
+            await self._finish(job, error=(exc.code, exc.detail))
+            return
+        except Exception:
+            logger.exception("job %s: unexpected failure (request %s)", job.id, job.request_id)
+            await self._finish(job, error=("INTERNAL_ERROR", f"Internal error; quote the job id {job.id}."))
+            return
+        images = outcome.response.images
+        if images:
+            await anyio.to_thread.run_sync(self.files.save_images, job.id, images)
+        logger.info("job %s: succeeded; parameters %s", job.id, parameters_header(outcome.parameters))
+        await self._finish(job, result=outcome.response.model_dump(mode="json", exclude={"images"}))
+
+    async def _finish(
+        self, job: JobRecord, *, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
+    ) -> None:
+        finished = await anyio.to_thread.run_sync(
+            lambda: self.store.finish(
+                job.id, job.attempts, now=self._clock(), ttl_s=self._settings.url_ttl_s, result=result, error=error
+            )
+        )
+        if finished is None:
+            logger.warning("job %s: attempt %d ended after the job had moved on; outcome dropped", job.id, job.attempts)
+            return
+        await anyio.to_thread.run_sync(self.files.remove_source, job.id)
+        if finished.callback_url:
+            self.dispatcher.wake()
+
+    # --- expiry -----------------------------------------------------------------------------------
+
+    def sweep(self, now: dt.datetime) -> int:
+        """Delete jobs whose expiry has passed, their files and callbacks, and job directories left
+        without a row; returns how many jobs were removed (blocking)."""
+        removed = self.store.remove_expired(now)
+        for job_id in removed:
+            self.files.remove(job_id)
+        on_disk = self.files.job_ids_on_disk()
+        for job_id in self.files.orphans(self.store.existing_ids(on_disk), _ORPHAN_MIN_AGE_S):
+            self.files.remove(job_id)
+        return len(removed)
+
+    async def _sweep_periodically(self) -> None:
+        while True:
+            try:
+                removed = await anyio.to_thread.run_sync(self.sweep, self._clock())
+                if removed:
+                    logger.info("removed %d expired jobs", removed)
+            except Exception:
+                logger.exception("sweeping expired jobs failed")
+            await asyncio.sleep(self._settings.cleanup_interval_s)

@@ -1,0 +1,500 @@
+"""Asynchronous jobs, their pending callbacks and the accounts' webhook secrets, in the database; and
+each job's directory of files (the submitted image, the output images of ``bytes`` results).
+
+Every method here is blocking (SQLAlchemy and file I/O): callers on the event loop run them in a
+worker thread. The tables use portable types only (strings, integers, JSON, timestamps stored as UTC),
+so the same code runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Dialect,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    delete,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from server.storage.database import Base
+
+logger = logging.getLogger(__name__)
+
+JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
+UNFINISHED: tuple[JobStatus, ...] = ("QUEUED", "RUNNING")
+CallbackStatus = Literal["PENDING", "DELIVERED", "FAILED"]
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class JobRow(Base):
+    """One asynchronous enhance request. ``attempts`` counts how often it was started (a run that was
+    interrupted by a crash counts too); the unique (account, client request key) pair makes
+    resubmissions with the same ``client_request_id`` land on the original job."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("account_id", "client_request_key", name="uq_jobs_account_client_request"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), ForeignKey("accounts.id"), index=True)
+    client_request_key: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON)
+    submitted_on: Mapped[dt.date] = mapped_column(Date)
+    base_url: Mapped[str] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str] = mapped_column(String(128))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
+class JobCallbackRow(Base):
+    """The callback of one finished job (at most one per job): delivered, retried later, or given up."""
+
+    __tablename__ = "job_callbacks"
+
+    job_id: Mapped[str] = mapped_column(String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookSecretRow(Base):
+    """An account's secret for signing callbacks (kept in clear: the service needs it to sign)."""
+
+    __tablename__ = "webhook_secrets"
+
+    account_id: Mapped[str] = mapped_column(String(32), ForeignKey("accounts.id"), primary_key=True)
+    secret: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A job as read from the database."""
+
+    id: str
+    account_id: str
+    status: JobStatus
+    options: dict[str, Any]
+    submitted_on: dt.date
+    base_url: str
+    callback_url: str | None
+    request_id: str
+    attempts: int
+    result: dict[str, Any] | None
+    error_code: str | None
+    error_detail: str | None
+    created_at: dt.datetime
+    completed_at: dt.datetime | None
+    expires_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, row: JobRow) -> JobRecord:
+        return cls(
+            id=row.id,
+            account_id=row.account_id,
+            status=row.status,  # type: ignore[arg-type]
+            options=dict(row.options),
+            submitted_on=row.submitted_on,
+            base_url=row.base_url,
+            callback_url=row.callback_url,
+            request_id=row.request_id,
+            attempts=row.attempts,
+            result=row.result,
+            error_code=row.error_code,
+            error_detail=row.error_detail,
+            created_at=row.created_at,
+            completed_at=row.completed_at,
+            expires_at=row.expires_at,
+        )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What a submit stores: everything needed to run the job later, after any restart."""
+
+    id: str
+    account_id: str
+    client_request_id: str | None
+    options: dict[str, Any]
+    submitted_on: dt.date
+    base_url: str
+    callback_url: str | None
+    request_id: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """A pending callback as read from the database."""
+
+    job_id: str
+    url: str
+    status: CallbackStatus
+    attempts: int
+    next_attempt_at: dt.datetime
+
+
+def client_request_key(client_request_id: str) -> str:
+    """The stored form of a ``client_request_id``: its SHA-256, so any length fits one column."""
+    return hashlib.sha256(client_request_id.encode()).hexdigest()
+
+
+def new_job_id() -> str:
+    """An opaque, URL-safe job id."""
+    return "job_" + secrets.token_hex(16)
+
+
+class JobStore:
+    """Jobs, callbacks and webhook secrets in the database. Every method is blocking."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # --- jobs -------------------------------------------------------------------------------------
+
+    def find_by_client_request(self, account_id: str, client_request_id: str) -> JobRecord | None:
+        """The account's job submitted with ``client_request_id``, if any (expired ones included until swept)."""
+        with Session(self._engine) as session:
+            row = session.scalar(
+                select(JobRow).where(
+                    JobRow.account_id == account_id,
+                    JobRow.client_request_key == client_request_key(client_request_id),
+                )
+            )
+            return None if row is None else JobRecord.of(row)
+
+    def create(self, job: NewJob) -> tuple[JobRecord, bool]:
+        """Store ``job`` as QUEUED. Returns (the stored job, True), or (the account's existing job with the
+        same ``client_request_id``, False) when a concurrent submit got there first."""
+        key = None if job.client_request_id is None else client_request_key(job.client_request_id)
+        row = JobRow(
+            id=job.id,
+            account_id=job.account_id,
+            client_request_key=key,
+            status="QUEUED",
+            options=job.options,
+            submitted_on=job.submitted_on,
+            base_url=job.base_url,
+            callback_url=job.callback_url,
+            request_id=job.request_id,
+            attempts=0,
+            created_at=job.created_at,
+        )
+        try:
+            # The INSERT is the transaction's first statement, so SQLite takes the write lock at once
+            # (a read first could fail to upgrade under WAL when another submit commits in between).
+            with Session(self._engine) as session, session.begin():
+                session.add(row)
+        except IntegrityError:
+            if job.client_request_id is None:
+                raise
+            existing = self.find_by_client_request(job.account_id, job.client_request_id)
+            if existing is None:
+                raise
+            return existing, False
+        stored = self.get(job.id)
+        assert stored is not None
+        return stored, True
+
+    def get(self, job_id: str, account_id: str | None = None) -> JobRecord | None:
+        """The job ``job_id`` (only when it belongs to ``account_id``, when given)."""
+        with Session(self._engine) as session:
+            query = select(JobRow).where(JobRow.id == job_id)
+            if account_id is not None:
+                query = query.where(JobRow.account_id == account_id)
+            row = session.scalar(query)
+            return None if row is None else JobRecord.of(row)
+
+    def count_unfinished(self) -> int:
+        with Session(self._engine) as session:
+            return int(session.scalar(select(func.count()).where(JobRow.status.in_(UNFINISHED))) or 0)
+
+    def requeue_interrupted(self) -> int:
+        """Put every RUNNING job back to QUEUED (called on start: nothing runs yet, so RUNNING means the
+        previous process stopped mid-run). Returns how many."""
+        with Session(self._engine) as session, session.begin():
+            result = session.execute(update(JobRow).where(JobRow.status == "RUNNING").values(status="QUEUED"))
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def queued_ids(self) -> list[str]:
+        """Ids of the QUEUED jobs, oldest first."""
+        with Session(self._engine) as session:
+            return list(session.scalars(select(JobRow.id).where(JobRow.status == "QUEUED").order_by(JobRow.created_at)))
+
+    def claim(self, job_id: str, now: dt.datetime) -> JobRecord | None:
+        """Move a QUEUED job to RUNNING and count the attempt; None when it is not QUEUED."""
+        with Session(self._engine) as session, session.begin():
+            result = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "QUEUED")
+                .values(status="RUNNING", attempts=JobRow.attempts + 1, started_at=now)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = session.get(JobRow, job_id)
+            assert row is not None
+            return JobRecord.of(row)
+
+    def finish(
+        self,
+        job_id: str,
+        attempt: int,
+        *,
+        now: dt.datetime,
+        ttl_s: int,
+        result: dict[str, Any] | None = None,
+        error: tuple[str, str] | None = None,
+    ) -> JobRecord | None:
+        """End the RUNNING job's ``attempt`` with ``result`` (SUCCEEDED) or ``error`` (code, detail: FAILED),
+        set its expiry, and, when it has a ``callback_url``, queue its callback: all in one transaction.
+        None when the job is not in that attempt any more (nothing is changed then), so a job never
+        completes twice."""
+        status: JobStatus = "FAILED" if error is not None else "SUCCEEDED"
+        with Session(self._engine) as session, session.begin():
+            changed = session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.status == "RUNNING", JobRow.attempts == attempt)
+                .values(
+                    status=status,
+                    result=result,
+                    error_code=error[0] if error else None,
+                    error_detail=error[1] if error else None,
+                    completed_at=now,
+                    expires_at=now + dt.timedelta(seconds=ttl_s),
+                )
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = session.get(JobRow, job_id)
+            assert row is not None
+            if row.callback_url:
+                callback = JobCallbackRow(
+                    job_id=job_id, url=row.callback_url, status="PENDING", attempts=0, next_attempt_at=now
+                )
+                session.add(callback)
+            return JobRecord.of(row)
+
+    def remove_expired(self, now: dt.datetime) -> list[str]:
+        """Delete finished jobs whose expiry has passed (and their callbacks); returns their ids."""
+        with Session(self._engine) as session, session.begin():
+            ids = list(session.scalars(select(JobRow.id).where(JobRow.expires_at <= now)))
+            if ids:
+                session.execute(delete(JobCallbackRow).where(JobCallbackRow.job_id.in_(ids)))
+                session.execute(delete(JobRow).where(JobRow.id.in_(ids)))
+            return ids
+
+    def existing_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are jobs in the database."""
+        if not ids:
+            return set()
+        with Session(self._engine) as session:
+            return set(session.scalars(select(JobRow.id).where(JobRow.id.in_(ids))))
+
+    # --- callbacks --------------------------------------------------------------------------------
+
+    def due_callbacks(self, now: dt.datetime, limit: int, exclude: set[str]) -> list[CallbackRecord]:
+        """Pending callbacks whose next attempt is due, earliest first, except those in ``exclude``."""
+        with Session(self._engine) as session:
+            query = (
+                select(JobCallbackRow)
+                .where(JobCallbackRow.status == "PENDING", JobCallbackRow.next_attempt_at <= now)
+                .order_by(JobCallbackRow.next_attempt_at)
+                .limit(limit + len(exclude))
+            )
+            rows = [row for row in session.scalars(query) if row.job_id not in exclude][:limit]
+            return [
+                CallbackRecord(
+                    job_id=row.job_id,
+                    url=row.url,
+                    status=row.status,  # type: ignore[arg-type]
+                    attempts=row.attempts,
+                    next_attempt_at=row.next_attempt_at,
+                )
+                for row in rows
+            ]
+
+    def next_callback_due(self, exclude: set[str]) -> dt.datetime | None:
+        """When the earliest pending callback not in ``exclude`` is due, or None when none is pending."""
+        with Session(self._engine) as session:
+            query = select(func.min(JobCallbackRow.next_attempt_at)).where(JobCallbackRow.status == "PENDING")
+            if exclude:
+                query = query.where(JobCallbackRow.job_id.not_in(exclude))
+            value = session.scalar(query)
+            if value is None:
+                return None
+            # An aggregate bypasses the column type on SQLite: normalise the same way.
+            parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+            return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+
+    def record_callback_attempt(
+        self, job_id: str, *, delivered: bool, now: dt.datetime, error: str | None, retry_at: dt.datetime | None
+    ) -> None:
+        """Count one delivery attempt: DELIVERED, PENDING again at ``retry_at``, or FAILED (given up)
+        when ``retry_at`` is None."""
+        if delivered:
+            values: dict[str, Any] = {"status": "DELIVERED", "delivered_at": now, "last_error": None}
+        elif retry_at is not None:
+            values = {"status": "PENDING", "next_attempt_at": retry_at, "last_error": error}
+        else:
+            values = {"status": "FAILED", "last_error": error}
+        with Session(self._engine) as session, session.begin():
+            session.execute(
+                update(JobCallbackRow)
+                .where(JobCallbackRow.job_id == job_id)
+                .values(attempts=JobCallbackRow.attempts + 1, **values)
+            )
+
+    def callback(self, job_id: str) -> CallbackRecord | None:
+        """The callback of ``job_id``, if it has one."""
+        with Session(self._engine) as session:
+            row = session.get(JobCallbackRow, job_id)
+            if row is None:
+                return None
+            return CallbackRecord(
+                job_id=row.job_id,
+                url=row.url,
+                status=row.status,  # type: ignore[arg-type]
+                attempts=row.attempts,
+                next_attempt_at=row.next_attempt_at,
+            )
+
+    # --- webhook secrets --------------------------------------------------------------------------
+
+    def webhook_secret(self, account_id: str) -> str:
+        """The account's webhook secret, created (once, also under concurrent first calls) when missing."""
+        with Session(self._engine) as session:
+            row = session.get(WebhookSecretRow, account_id)
+            if row is not None:
+                return row.secret
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.add(
+                    WebhookSecretRow(
+                        account_id=account_id,
+                        secret="whsec_" + secrets.token_urlsafe(32),
+                        created_at=dt.datetime.now(dt.UTC),
+                    )
+                )
+        except IntegrityError:
+            pass  # another caller created it first: use theirs
+        with Session(self._engine) as session:
+            row = session.get(WebhookSecretRow, account_id)
+            assert row is not None
+            return row.secret
+
+
+class JobFiles:
+    """Each job's directory ``<root>/<job_id>/``: ``source`` (the submitted image's bytes, kept until the
+    job ends) and ``images.json`` (the base64 outputs of a ``bytes`` result, kept until the job expires)."""
+
+    SOURCE = "source"
+    IMAGES = "images.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def directory(self, job_id: str) -> Path:
+        if not job_id.startswith("job_") or not job_id[4:].isalnum():
+            raise ValueError(f"not a job id: {job_id!r}")
+        return self.root / job_id
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """Write durably: a temporary file, fsync, then an atomic rename."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+
+    def save_source(self, job_id: str, data: bytes) -> None:
+        self._write(self.directory(job_id) / self.SOURCE, data)
+
+    def read_source(self, job_id: str) -> bytes:
+        return (self.directory(job_id) / self.SOURCE).read_bytes()
+
+    def remove_source(self, job_id: str) -> None:
+        (self.directory(job_id) / self.SOURCE).unlink(missing_ok=True)
+
+    def save_images(self, job_id: str, images: list[str]) -> None:
+        self._write(self.directory(job_id) / self.IMAGES, json.dumps(images).encode())
+
+    def read_images(self, job_id: str) -> list[str]:
+        path = self.directory(job_id) / self.IMAGES
+        if not path.exists():
+            return []
+        images = json.loads(path.read_bytes())
+        return [str(image) for image in images]
+
+    def remove(self, job_id: str) -> None:
+        shutil.rmtree(self.directory(job_id), ignore_errors=True)
+
+    def orphans(self, known: set[str], min_age_s: float) -> list[str]:
+        """Job directories older than ``min_age_s`` whose id is not in ``known`` (a submit that crashed
+        before its row was stored, or a job deleted while its directory was being written)."""
+        cutoff = time.time() - min_age_s
+        return [
+            path.name
+            for path in self.root.iterdir()
+            if path.is_dir()
+            and path.name.startswith("job_")
+            and path.name not in known
+            and path.stat().st_mtime < cutoff
+        ]
+
+    def job_ids_on_disk(self) -> list[str]:
+        return [path.name for path in self.root.iterdir() if path.is_dir() and path.name.startswith("job_")]
