@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         default=3, ge=1, le=20, description="Starts of one job (runs cut short by a crash count) before it FAILs."
     )
+    job_shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="On shutdown, how long running jobs may finish before they are cut short."
+    )
     callback_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Time limit of one callback POST.")
     callback_max_attempts: int = Field(default=10, ge=1, le=50, description="Callback POSTs before giving up.")
     callback_retry_base_s: float = Field(

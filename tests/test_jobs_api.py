@@ -336,7 +336,7 @@ def test_webhook_secret_is_per_account_and_stable_across_restarts(tmp_path: Path
 def test_job_interrupted_by_a_shutdown_is_run_again_on_the_next_start(
     tmp_path: Path, weights_dir: Path, photo_b64: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = job_settings(tmp_path, weights_dir)
+    settings = job_settings(tmp_path, weights_dir, job_shutdown_grace_s=0)
     with TestClient(create_app(settings)) as first:
         # Released after the stop, the cut-short run ends at once instead of computing for nobody.
         gate = gate_engine(first, monkeypatch, RuntimeError("released after the stop"))
@@ -354,10 +354,26 @@ def test_job_interrupted_by_a_shutdown_is_run_again_on_the_next_start(
     assert rows[queued["job_id"]].attempts == 1
 
 
+def test_shutdown_lets_a_running_job_finish_within_the_grace_period(
+    tmp_path: Path, weights_dir: Path, photo_b64: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = job_settings(tmp_path, weights_dir, job_shutdown_grace_s=20)
+    with TestClient(create_app(settings)) as first:
+        gate = gate_engine(first, monkeypatch)
+        accepted = submit(first, {"image": photo_b64})
+        assert gate.started.wait(10)
+        threading.Timer(0.5, gate.release.set).start()  # the job ends while the service is stopping
+    with TestClient(create_app(settings)) as second:
+        document = second.get(accepted["poll_url"], headers=HEADERS_A).json()
+        [row] = job_rows(second)
+    assert document["status"] == "SUCCEEDED"
+    assert row.attempts == 1  # finished before the stop, so not run again
+
+
 def test_job_interrupted_more_than_the_attempt_limit_fails_instead_of_looping(
     tmp_path: Path, weights_dir: Path, photo_b64: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = job_settings(tmp_path, weights_dir, job_max_attempts=1)
+    settings = job_settings(tmp_path, weights_dir, job_max_attempts=1, job_shutdown_grace_s=0)
     with TestClient(create_app(settings)) as first:
         gate = gate_engine(first, monkeypatch, RuntimeError("released after the stop"))
         accepted = submit(first, {"image": photo_b64})

@@ -46,6 +46,8 @@ SIGNATURE_HEADER = "X-Phota-Signature"
 JOB_ID_HEADER = "X-Phota-Job-Id"
 ATTEMPT_HEADER = "X-Phota-Delivery-Attempt"
 _USER_AGENT = b"phota-enhance-local/callbacks"
+# After a storage failure, the dispatcher looks again this much later.
+_IDLE_RECHECK_S = 5.0
 
 
 class CallbackRefusedError(Exception):
@@ -226,23 +228,32 @@ class CallbackDispatcher:
         try:
             while True:
                 self._wake.clear()
-                free = self._settings.callback_concurrency - len(self._in_flight)
-                timeout: float | None = None
-                if free > 0:
-                    now = dt.datetime.now(dt.UTC)
-                    due = await anyio.to_thread.run_sync(self._store.due_callbacks, now, free, set(self._in_flight))
-                    for record in due:
-                        self._start(record)
-                    next_due = await anyio.to_thread.run_sync(self._store.next_callback_due, set(self._in_flight))
-                    if next_due is not None:
-                        timeout = max(0.01, (next_due - dt.datetime.now(dt.UTC)).total_seconds())
-                        if len(self._in_flight) >= self._settings.callback_concurrency:
-                            timeout = None  # no free slot: a finished delivery wakes the loop
+                try:
+                    timeout = await self._dispatch_due()
+                except Exception:
+                    logger.exception("looking for due callbacks failed; trying again shortly")
+                    timeout = _IDLE_RECHECK_S
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
             for task in list(self._deliveries):
                 task.cancel()
+
+    async def _dispatch_due(self) -> float | None:
+        """Start the due deliveries there is room for; returns how long to sleep (None: until woken)."""
+        free = self._settings.callback_concurrency - len(self._in_flight)
+        if free <= 0:
+            return None  # no free slot: a finished delivery wakes the loop
+        now = dt.datetime.now(dt.UTC)
+        due = await anyio.to_thread.run_sync(self._store.due_callbacks, now, free, set(self._in_flight))
+        for record in due:
+            self._start(record)
+        if len(self._in_flight) >= self._settings.callback_concurrency:
+            return None
+        next_due = await anyio.to_thread.run_sync(self._store.next_callback_due, set(self._in_flight))
+        if next_due is None:
+            return None  # nothing pending: a job that ends wakes the loop
+        return max(0.01, (next_due - dt.datetime.now(dt.UTC)).total_seconds())
 
     def _start(self, record: CallbackRecord) -> None:
         self._in_flight.add(record.job_id)
@@ -257,7 +268,15 @@ class CallbackDispatcher:
         task.add_done_callback(_done)
 
     async def _deliver(self, record: CallbackRecord) -> None:
-        """One POST of one callback, and its bookkeeping."""
+        """One POST of one callback, and its bookkeeping (a storage failure is logged; the callback stays
+        PENDING and is tried again after ``_IDLE_RECHECK_S``)."""
+        try:
+            await self._deliver_once(record)
+        except Exception:
+            logger.exception("job %s: callback delivery failed before it was recorded", record.job_id)
+            await asyncio.sleep(_IDLE_RECHECK_S)  # keeps the job in flight meanwhile: no hot loop
+
+    async def _deliver_once(self, record: CallbackRecord) -> None:
         store, settings = self._store, self._settings
         job = await anyio.to_thread.run_sync(store.get, record.job_id)
         if job is None:

@@ -82,7 +82,10 @@ class JobService:
         self.dispatcher = CallbackDispatcher(store, files, settings)
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending = 0  # jobs queued or running in this process: what job_queue_size bounds
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the runners first, then the dispatcher and the sweeper
+        self._runner_count = 0
+        self._busy: set[asyncio.Task[Any]] = set()  # runners in the middle of a job
+        self._stopping = False
 
     @property
     def pending(self) -> int:
@@ -100,19 +103,28 @@ class JobService:
         self._pending = len(queued)
         if queued:
             logger.info("resuming %d unfinished jobs (%d were interrupted mid-run)", len(queued), requeued)
-        self._tasks = [
-            asyncio.create_task(self._run_jobs(), name=f"job runner {i}")
-            for i in range(self._settings.max_concurrent_jobs)
-        ]
+        self._runner_count = self._settings.max_concurrent_jobs
+        self._tasks = [asyncio.create_task(self._run_jobs(), name=f"job runner {i}") for i in range(self._runner_count)]
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="callback dispatcher"))
         self._tasks.append(asyncio.create_task(self._sweep_periodically(), name="job sweeper"))
 
-    async def stop(self, grace_s: float = 5.0) -> None:
-        """Cancel the background tasks; a job cut short stays RUNNING and is run again on the next start."""
-        for task in self._tasks:
+    async def stop(self) -> None:
+        """Stop taking jobs, give running ones ``job_shutdown_grace_s`` to finish, then cancel every
+        background task. A job cut short stays RUNNING in the database and runs again on the next start;
+        a callback cut short stays PENDING and is sent again."""
+        self._stopping = True
+        runners, others = self._tasks[: self._runner_count], self._tasks[self._runner_count :]
+        idle = [task for task in runners if task not in self._busy]
+        busy = [task for task in runners if task in self._busy]
+        for task in idle + others:
             task.cancel()
+        if busy:
+            _, unfinished = await asyncio.wait(busy, timeout=self._settings.job_shutdown_grace_s)
+            for task in unfinished:
+                logger.warning("stopping with a job still running: it will run again on the next start")
+                task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=grace_s)
+            await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks = []
 
     # --- requests ---------------------------------------------------------------------------------
@@ -204,9 +216,12 @@ class JobService:
     # --- running ----------------------------------------------------------------------------------
 
     async def _run_jobs(self) -> None:
-        """One runner: take queued job ids for ever."""
-        while True:
+        """One runner: take queued job ids until the service stops."""
+        runner = asyncio.current_task()
+        assert runner is not None
+        while not self._stopping:
             job_id = await self._queue.get()
+            self._busy.add(runner)
             try:
                 await self._run_job(job_id)
             except Exception:
@@ -214,6 +229,7 @@ class JobService:
                 # unfinished in the database and is resumed on the next start.
                 logger.exception("job %s: could not be run", job_id)
             finally:
+                self._busy.discard(runner)
                 self._pending -= 1
 
     async def _run_job(self, job_id: str) -> None:
