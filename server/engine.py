@@ -6,16 +6,20 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import weights
 from models.pipeline import EnhanceOptions, EnhanceResult, enhance_image
+from models.prompt import parse_prompt
 from models.sr import SRModel, choose_tile_size, get_network, load_sr_model
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NETWORK = "x4plus"
+# The network for each content type the analysis can infer (the policy picks one per request).
+CONTENT_NETWORKS = {"photo": "x4plus", "illustration": "x4plus-anime"}
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -30,27 +34,32 @@ def weights_dir_of(settings: Settings) -> Path:
 
 @dataclass
 class Engine:
-    """The photo network on its device, and the options every request starts from."""
+    """The networks on their device (``model`` is the photo network; ``models`` maps each content type
+    to its network), and the options every request starts from."""
 
     model: SRModel
     settings: Settings
+    models: dict[str, SRModel] | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> Engine:
-        """Load (pulling first when allowed and missing) the weights and build the network."""
-        network = get_network(DEFAULT_NETWORK)
+        """Load (pulling first when allowed and missing) the weights and build the networks."""
+        networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
+        names = sorted({n.weights_name for n in networks.values()})
         weights_dir = weights_dir_of(settings)
         if settings.auto_pull_weights:
             try:
-                weights.verify_weights(weights_dir, [network.weights_name])
+                weights.verify_weights(weights_dir, names)
             except weights.WeightsError:
                 logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
-                weights.pull_weights(weights_dir, [network.weights_name])
-        state_dict = weights.load_state_dict(network.weights_name, weights_dir)
+                weights.pull_weights(weights_dir, names)
         device = resolve_device(settings.device)
-        model = load_sr_model(network, state_dict, device, half=settings.half_precision)
-        logger.info("loaded %s on %s (%s)", network.name, device, model.fast_dtype)
-        return cls(model=model, settings=settings)
+        models = {}
+        for content, network in networks.items():
+            state_dict = weights.load_state_dict(network.weights_name, weights_dir)
+            models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
+            logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+        return cls(model=models["photo"], settings=settings, models=models)
 
     @property
     def device(self) -> torch.device:
@@ -69,8 +78,25 @@ class Engine:
             batch_size=s.tile_batch_size,
         )
 
-    def enhance(self, rgb, alpha, num_outputs: int) -> EnhanceResult:  # type: ignore[no-untyped-def]
-        return enhance_image(rgb, alpha, self.model, self.options(num_outputs))
+    def enhance(
+        self,
+        rgb: np.ndarray,
+        alpha: np.ndarray | None,
+        num_outputs: int,
+        *,
+        prompt: str | None = None,
+        source: bytes | None = None,
+    ) -> EnhanceResult:
+        """Analyse, steer by ``prompt`` and enhance one decoded image; ``source`` is its file bytes
+        (a JPEG's quantisation tables give its quality exactly)."""
+        return enhance_image(
+            rgb,
+            alpha,
+            self.models or {"photo": self.model},
+            self.options(num_outputs),
+            steering=parse_prompt(prompt),
+            source=source,
+        )
 
     def probe(self) -> None:
         """A tiny operation on the device; raises when the device is unusable."""

@@ -113,7 +113,9 @@ async def run_enhance(
         fmt = settings.default_format_on(today)
 
     mark = time.perf_counter()
-    result = await worker.run(engine.enhance, decoded.rgb, decoded.alpha, body.num_output_images)
+    result = await worker.run(
+        engine.enhance, decoded.rgb, decoded.alpha, body.num_output_images, prompt=body.prompt, source=data
+    )
     timings["enhance_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

@@ -1,14 +1,32 @@
-"""The enhance pipeline on real photos: size rule, sharper than Lanczos, variations, alpha."""
+"""The enhance pipeline on real photos: size rules, fidelity, variations, network choice, prompt, alpha."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from skimage import data as skdata
 
-from models.pipeline import VARIATIONS, EnhanceOptions, enhance_image, plan_output_size
-from models.sr import SRModel
+import weights
+from models.analysis import estimate_noise_sigma
+from models.pipeline import EnhanceOptions, enhance_image, plan_output_size
+from models.prompt import parse_prompt
+from models.sr import SRModel, get_network, load_sr_model
 from tests.conftest import to_float
+from tests.test_analysis import add_noise, cartoon, decoded, jpeg_bytes
+
+
+@pytest.fixture(scope="module")
+def anime_cpu(weights_dir: Path) -> SRModel:
+    network = get_network("x4plus-anime")
+    try:
+        weights.verify_weights(weights_dir, [network.weights_name])
+    except weights.WeightsError:
+        weights.pull_weights(weights_dir, [network.weights_name])
+    return load_sr_model(network, weights.load_state_dict(network.weights_name, weights_dir), torch.device("cpu"))
 
 
 @pytest.mark.parametrize(
@@ -35,33 +53,100 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
 
 
-def test_enhance_is_sharper_than_lanczos_and_stays_faithful(x4plus_cpu: SRModel, astronaut: np.ndarray) -> None:
-    original = Image.fromarray(astronaut[64:448, 64:448])  # 384×384
-    small = original.resize((96, 96), Image.Resampling.LANCZOS)
-    options = EnhanceOptions(num_outputs=1, target_long_side=384, network_max_side=96, tile=96)
+def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    pil = Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8))
+    return to_float(np.asarray(pil.resize(size, Image.Resampling.BICUBIC, reducing_gap=None)))
+
+
+def test_clean_photo_is_sharper_than_lanczos_and_at_least_as_faithful(x4plus_cpu: SRModel) -> None:
+    original = Image.fromarray(skdata.astronaut()[64:448, 64:448])  # 384×384
+    small = original.resize((96, 96), Image.Resampling.BICUBIC)
+    options = EnhanceOptions(num_outputs=1, target_long_side=384, network_max_side=96, tile=96, detect_faces=False)
     result = enhance_image(to_float(np.asarray(small)), None, x4plus_cpu, options)
     ours = result.images[0].rgb
     lanczos = to_float(np.asarray(small.resize((384, 384), Image.Resampling.LANCZOS)))
     truth = to_float(np.asarray(original))
     assert ours.shape == (384, 384, 3)
-    assert _gradient_energy(ours) > 1.2 * _gradient_energy(lanczos)
-    # Restoration trades some PSNR for detail (DESIGN.md measured 2.2 dB); it must not wander off.
-    assert _psnr(ours, truth) > _psnr(lanczos, truth) - 3.0
+    assert _gradient_energy(ours) > 1.1 * _gradient_energy(lanczos)
+    # Back-projection keeps the clean input's content: near Lanczos's fidelity, not ~2 dB below it.
+    assert _psnr(ours, truth) > _psnr(lanczos, truth) - 0.6
     assert result.report["network_input"] == [96, 96]
     assert result.report["output"] == [384, 384]
 
 
-def test_variations_are_distinct_and_deterministic(x4plus_cpu: SRModel, chelsea: np.ndarray) -> None:
-    rgb = to_float(chelsea[100:140, 150:200])
-    options = EnhanceOptions(num_outputs=4, target_long_side=100, network_max_side=64, tile=64)
+def test_clean_photo_downscaled_back_matches_its_input(x4plus_cpu: SRModel) -> None:
+    rgb = to_float(skdata.coffee()[100:164, 200:264])
+    options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=64, tile=64, detect_faces=False)
+    ours = enhance_image(rgb, None, x4plus_cpu, options).images[0].rgb
+    assert _psnr(_shrink(ours, (64, 64)), rgb) > 32.0
+
+
+def test_noisy_jpeg_comes_back_clean(x4plus_cpu: SRModel) -> None:
+    blob = jpeg_bytes(add_noise(skdata.chelsea()[80:144, 160:224], 15.0), 50)
+    noisy = decoded(blob)
+    options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=64, tile=64, detect_faces=False)
+    result = enhance_image(noisy, None, x4plus_cpu, options, source=blob)
+    assert result.report["estimates"]["jpeg_quality"] == 50
+    assert result.report["degradation"] > 0.8
+    # Seen at the input's scale, the output keeps well under half of the input's noise.
+    assert estimate_noise_sigma(_shrink(result.images[0].rgb, (64, 64))) < 0.5 * estimate_noise_sigma(noisy)
+
+
+def test_illustration_goes_through_the_illustration_network(x4plus_cpu: SRModel, anime_cpu: SRModel) -> None:
+    rgb = to_float(cartoon(2, side=64))
+    options = EnhanceOptions(num_outputs=1, target_long_side=128, network_max_side=64, tile=64, detect_faces=False)
+    result = enhance_image(rgb, None, {"photo": x4plus_cpu, "illustration": anime_cpu}, options)
+    assert result.report["estimates"]["content"] == "illustration"
+    assert result.report["network"] == "x4plus-anime"
+
+
+def test_prompt_steers_network_and_size(x4plus_cpu: SRModel, anime_cpu: SRModel) -> None:
+    rgb = to_float(skdata.chelsea()[100:148, 150:214])
+    options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=64, tile=64, detect_faces=False)
+    models = {"photo": x4plus_cpu, "illustration": anime_cpu}
+    result = enhance_image(rgb, None, models, options, steering=parse_prompt("keep the size, it's a drawing"))
+    assert result.report["network"] == "x4plus-anime"
+    assert result.images[0].rgb.shape == (48, 64, 3)
+    assert [i["name"] for i in result.report["prompt"]["intents"]] == ["keep_size", "illustration"]
+
+
+def test_sharper_prompt_gives_a_sharper_output(x4plus_cpu: SRModel) -> None:
+    rgb = to_float(skdata.astronaut()[100:148, 200:248])
+    options = EnhanceOptions(num_outputs=1, target_long_side=192, network_max_side=48, tile=64, detect_faces=False)
+    plain = enhance_image(rgb, None, x4plus_cpu, options).images[0]
+    sharper = enhance_image(rgb, None, x4plus_cpu, options, steering=parse_prompt("sharper")).images[0]
+    assert sharper.parameters.sharpen > plain.parameters.sharpen
+    assert _gradient_energy(sharper.rgb) > 1.05 * _gradient_energy(plain.rgb)
+
+
+def test_leave_faces_alone_keeps_the_face_as_in_the_input(x4plus_cpu: SRModel) -> None:
+    rgb = to_float(np.asarray(Image.fromarray(skdata.astronaut()[0:256, 128:384]).resize((96, 96))))
+    options = EnhanceOptions(num_outputs=1, target_long_side=192, network_max_side=96, tile=96)
+    plain = enhance_image(rgb, None, x4plus_cpu, options)
+    kept = enhance_image(rgb, None, x4plus_cpu, options, steering=parse_prompt("leave the faces alone"))
+    faces = kept.report["estimates"]["faces"]
+    assert faces["count"] == 1
+    x, y, size = (v * 2 for v in faces["boxes"][0])
+    bicubic = to_float(np.asarray(Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((192, 192), 3)))
+    region = (slice(y + size // 4, y + 3 * size // 4), slice(x + size // 4, x + 3 * size // 4))
+
+    def distance(image: np.ndarray) -> float:
+        return float(np.abs(image[region] - bicubic[region]).mean())
+
+    assert distance(kept.images[0].rgb) < 0.5 * distance(plain.images[0].rgb)
+
+
+def test_variations_are_distinct_and_deterministic(x4plus_cpu: SRModel) -> None:
+    rgb = to_float(skdata.chelsea()[100:140, 150:200])
+    options = EnhanceOptions(num_outputs=4, target_long_side=100, network_max_side=64, tile=64, detect_faces=False)
     first = enhance_image(rgb, None, x4plus_cpu, options)
     second = enhance_image(rgb, None, x4plus_cpu, options)
-    assert [v.variation for v in first.images] == list(VARIATIONS)
+    assert [v.variation.name for v in first.images] == ["inferred", "natural", "detail", "tone"]
     for a, b in zip(first.images, second.images, strict=True):
         assert np.array_equal(a.rgb, b.rgb)
     for i in range(4):
         for j in range(i + 1, 4):
-            assert np.abs(first.images[i].rgb - first.images[j].rgb).mean() > 1e-3
+            assert np.abs(first.images[i].rgb - first.images[j].rgb).mean() > 2e-3
 
 
 def test_alpha_is_resized_and_kept(x4plus_cpu: SRModel, chelsea: np.ndarray) -> None:
@@ -80,6 +165,15 @@ def test_network_input_is_capped_for_large_inputs(x4plus_cpu: SRModel, coffee: n
     result = enhance_image(rgb, None, x4plus_cpu, options)
     assert result.report["network_input"] == [48, 32]
     assert result.images[0].rgb.shape == (120, 180, 3)
+
+
+def test_upscaled_input_is_fed_to_the_network_at_its_true_resolution(x4plus_cpu: SRModel) -> None:
+    small = Image.fromarray(skdata.coffee()[100:148, 200:264])  # 64×48
+    upscaled = to_float(np.asarray(small.resize((192, 144), Image.Resampling.BICUBIC)))
+    options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=192, tile=64, detect_faces=False)
+    result = enhance_image(upscaled, None, x4plus_cpu, options)
+    assert result.report["estimates"]["upscaled_by"] == 3.0
+    assert result.report["network_input"] == [64, 48]
 
 
 def test_enhance_rejects_non_float_input(x4plus_cpu: SRModel, coffee: np.ndarray) -> None:

@@ -1,41 +1,40 @@
-"""The enhance pipeline for one decoded image: size rule, network pass, variations, alpha."""
+"""The enhance pipeline for one decoded image: analyse, decide, one network pass, one render per output."""
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from models.analysis import ImageAnalysis, analyse_image
+from models.pipeline._ops import adjust_tone, back_project, ellipse_mask, gaussian_blur, resize, sharpen
+from models.pipeline._policy import (
+    VARIATIONS,
+    EnhancePlan,
+    OutputParameters,
+    Variation,
+    infer_parameters,
+    output_size,
+)
+from models.prompt import Steering
 from models.sr import SRModel, upscale
 
-
-@dataclass(frozen=True)
-class Variation:
-    """One output of a request: ``strength`` blends the network's output over a plain bicubic upscale
-    (1.0 = the network alone, 0.0 = no restoration at all)."""
-
-    name: str
-    strength: float
-
-
-# The i-th output of a request with num_output_images = n is VARIATIONS[i]: a ladder of restoration
-# strength, so outputs are always distinct and the same request always gives the same outputs.
-VARIATIONS: tuple[Variation, ...] = (
-    Variation("restored", 1.0),
-    Variation("natural", 0.75),
-    Variation("gentle", 0.5),
-    Variation("subtle", 0.3),
-)
+# Sharpening radius, in network-input pixels (scaled to the output): 0.375 → 1.5 output px at ×4.
+_SHARPEN_SIGMA_PER_INPUT_PIXEL = 0.375
+# The pre-network denoise filter's radius, in network-input pixels.
+_DENOISE_SIGMA = 1.0
 
 
 @dataclass(frozen=True)
 class EnhanceOptions:
-    """Per-request knobs. ``network_max_side`` caps the long side of what the network sees (its
-    output is then resized to the target); tile sizes are in network input pixels."""
+    """Per-request knobs from the operator's settings. ``network_max_side`` caps the long side of what
+    the network sees (its output is then resized to the target); tile sizes are in network input
+    pixels. ``detect_faces`` runs the face detector during analysis."""
 
     num_outputs: int = 1
     target_long_side: int = 2048
@@ -44,6 +43,7 @@ class EnhanceOptions:
     tile: int = 512
     overlap: int = 24
     batch_size: int = 4
+    detect_faces: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_outputs <= len(VARIATIONS):
@@ -54,11 +54,13 @@ class EnhanceOptions:
 
 @dataclass(frozen=True)
 class EnhancedImage:
-    """One output: ``rgb`` float32 H×W×3 in [0, 1] (sRGB), ``alpha`` float32 H×W in [0, 1] or None."""
+    """One output: ``rgb`` float32 H×W×3 in [0, 1] (sRGB), ``alpha`` float32 H×W in [0, 1] or None,
+    the ``variation`` it is and the ``parameters`` it was rendered with."""
 
     rgb: np.ndarray
     alpha: np.ndarray | None
     variation: Variation
+    parameters: OutputParameters
 
 
 @dataclass(frozen=True)
@@ -68,16 +70,9 @@ class EnhanceResult:
 
 
 def plan_output_size(width: int, height: int, *, target_long_side: int = 2048, max_side: int = 4096) -> tuple[int, int]:
-    """Output (width, height): long side ``target_long_side`` when the input is smaller, else the
-    input's own size (inputs are at most ``max_side`` already); aspect ratio kept."""
-    if width < 1 or height < 1:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    long_side = max(width, height)
-    out_long = min(max(long_side, target_long_side), max_side)
-    if out_long == long_side:
-        return width, height
-    ratio = out_long / long_side
-    return max(1, round(width * ratio)), max(1, round(height * ratio))
+    """Output (width, height) under DESIGN.md's rule: long side ``target_long_side`` when the input is
+    smaller, else the input's own size; aspect ratio kept."""
+    return output_size(width, height, "auto", target_long_side=target_long_side, max_side=max_side)
 
 
 def _fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
@@ -85,22 +80,60 @@ def _fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     return max(1, round(width * ratio)), max(1, round(height * ratio))
 
 
-def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Bicubic resize of a (N, C, H, W) float32 tensor, antialiased when shrinking."""
-    if x.shape[-2:] == (height, width):
-        return x
-    shrinking = height < x.shape[-2] or width < x.shape[-1]
-    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
+def _network_size(width: int, height: int, scale: float, max_side: int) -> tuple[int, int]:
+    """Network input size: the input divided by ``scale`` (its true resolution), long side capped."""
+    long_side = min(max(16, math.floor(max(width, height) / scale)), max_side, max(width, height))
+    if long_side == max(width, height):
+        return width, height
+    return _fit_long_side(width, height, long_side)
+
+
+def _white_balance_gains(analysis: ImageAnalysis, params: OutputParameters) -> tuple[float, float, float]:
+    """Linear RGB gains removing ``params.white_balance`` of the measured cast and adding ``warmth``,
+    normalised to keep luminance."""
+    r, _, b = analysis.colour.gains
+    share = params.white_balance
+    gains = [(1.0 / max(r, 1e-3)) ** share, 1.0, (1.0 / max(b, 1e-3)) ** share]
+    gains[0] *= 2.0 ** (params.warmth / 2)
+    gains[2] *= 2.0 ** (-params.warmth / 2)
+    norm = 0.2126 * gains[0] + 0.7152 * gains[1] + 0.0722 * gains[2]
+    return (gains[0] / norm, gains[1] / norm, gains[2] / norm)
+
+
+def _select_model(models: SRModel | Mapping[str, SRModel], content: str) -> tuple[SRModel, bool]:
+    """The model for ``content``, and whether it had to fall back to another one."""
+    if isinstance(models, SRModel):
+        return models, models.network.content != content
+    if content in models:
+        return models[content], False
+    return next(iter(models.values())), True
+
+
+def _round(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()}
 
 
 def enhance_image(
-    rgb: np.ndarray, alpha: np.ndarray | None, model: SRModel, options: EnhanceOptions
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    models: SRModel | Mapping[str, SRModel],
+    options: EnhanceOptions,
+    *,
+    steering: Steering | None = None,
+    source: bytes | None = None,
+    analysis: ImageAnalysis | None = None,
 ) -> EnhanceResult:
     """Enhance one image into ``options.num_outputs`` variations.
 
     ``rgb``: float32 H×W×3 in [0, 1], sRGB, RGB order. ``alpha``: float32 H×W in [0, 1] or None.
-    The network runs once; variations are blends of its output with a bicubic upscale. Colour goes
-    through the network; alpha is resized on its own (bicubic) and never dropped.
+    ``models``: one model, or a mapping from content ("photo", "illustration") to the model for it.
+    ``steering``: the parsed prompt; ``source``: the original file bytes (JPEG tables);
+    ``analysis``: a precomputed analysis (else it is computed here).
+
+    The image is analysed, the policy decides the parameters (``infer_parameters``), the network runs
+    once, and every output is rendered from that one pass: blend over a bicubic upscale, grain,
+    back-projection, sharpening, face protection, tone. Alpha is resized on its own (bicubic) and
+    never dropped. Deterministic. Raises ``ValueError`` for inputs of the wrong type or shape.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.float32:
         raise ValueError(f"expected float32 H×W×3, got {rgb.dtype} {rgb.shape}")
@@ -108,50 +141,81 @@ def enhance_image(
         raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
     timings: dict[str, float] = {}
     started = time.perf_counter()
+    if analysis is None:
+        analysis = analyse_image(rgb, source, detect=options.detect_faces)
+    timings["analysis_s"] = time.perf_counter() - started
+    decided: EnhancePlan = infer_parameters(analysis, steering, options.num_outputs)
+    plan = decided.plan
+    model, fell_back = _select_model(models, plan.content)
+
+    mark = time.perf_counter()
     height, width = rgb.shape[:2]
-    out_w, out_h = plan_output_size(
-        width, height, target_long_side=options.target_long_side, max_side=options.max_side
+    out_w, out_h = output_size(
+        width, height, plan.size, target_long_side=options.target_long_side, max_side=options.max_side
     )
+    net_w, net_h = _network_size(width, height, plan.network_scale, options.network_max_side)
     device = model.device
     with torch.inference_mode():
-        source = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None]
-        net_w, net_h = (
-            (width, height)
-            if max(width, height) <= options.network_max_side
-            else _fit_long_side(width, height, options.network_max_side)
-        )
-        network_input = _resize(source, net_h, net_w).clamp_(0.0, 1.0)
-        timings["prepare_s"] = time.perf_counter() - started
+        source_t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None]
+        raw_input = resize(source_t, net_h, net_w).clamp_(0.0, 1.0)
+        network_input = raw_input
+        if plan.denoise > 0:
+            network_input = torch.lerp(raw_input, gaussian_blur(raw_input, _DENOISE_SIGMA), plan.denoise)
+        timings["prepare_s"] = time.perf_counter() - mark
 
-        restored, upscale_report = upscale(
-            model, network_input, tile=options.tile, overlap=options.overlap, batch_size=options.batch_size
+        restored_net, upscale_report = upscale(
+            model, network_input.contiguous(), tile=options.tile, overlap=options.overlap, batch_size=options.batch_size
         )
         timings["network_s"] = upscale_report.seconds
 
-        blend_started = time.perf_counter()
-        restored = _resize(restored, out_h, out_w)
-        base = _resize(source, out_h, out_w)
+        mark = time.perf_counter()
+        restored = resize(restored_net, out_h, out_w)
+        base = resize(source_t, out_h, out_w).clamp(0.0, 1.0)
+        # What the network removed (noise, grain, artefacts and some fine texture), at output size.
+        removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
+        face_mask = None
+        if plan.protect_faces and analysis.faces:
+            ratio = out_w / width
+            boxes = [(f.x * ratio, f.y * ratio, f.size * ratio) for f in analysis.faces]
+            face_mask = ellipse_mask(out_h, out_w, boxes, device)
+        sharpen_sigma = max(0.8, _SHARPEN_SIGMA_PER_INPUT_PIXEL * out_w / net_w)
         alpha_out = None
         if alpha is not None:
             alpha_t = torch.from_numpy(np.ascontiguousarray(alpha)).to(device)[None, None]
-            alpha_out = _resize(alpha_t, out_h, out_w).clamp_(0.0, 1.0)[0, 0].cpu().numpy()
+            alpha_out = resize(alpha_t, out_h, out_w).clamp_(0.0, 1.0)[0, 0].cpu().numpy()
         images = []
-        for variation in VARIATIONS[: options.num_outputs]:
-            blended = torch.lerp(base, restored, variation.strength).clamp_(0.0, 1.0)
+        for variation, params in decided.outputs:
+            out = torch.lerp(base, restored, params.strength)
+            if params.grain > 0:
+                out = out + params.grain * removed
+            out = back_project(
+                out.clamp(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
+            )
+            out = sharpen(out, amount=params.sharpen, sigma=sharpen_sigma)
+            if face_mask is not None:
+                out = torch.lerp(out, base, face_mask)
+            out = adjust_tone(
+                out,
+                exposure_ev=params.exposure_ev,
+                gains=_white_balance_gains(analysis, params),
+                contrast=params.contrast,
+            ).clamp_(0.0, 1.0)
             images.append(
                 EnhancedImage(
-                    rgb=blended[0].permute(1, 2, 0).contiguous().cpu().numpy(),
+                    rgb=out[0].permute(1, 2, 0).contiguous().cpu().numpy(),
                     alpha=alpha_out,
                     variation=variation,
+                    parameters=params,
                 )
             )
-        timings["blend_s"] = time.perf_counter() - blend_started
+        timings["render_s"] = time.perf_counter() - mark
 
     report: dict[str, Any] = {
         "input": [width, height],
         "network_input": [net_w, net_h],
         "output": [out_w, out_h],
         "network": model.network.name,
+        **({"network_fallback": f"no {plan.content} network loaded"} if fell_back else {}),
         "device": device.type,
         "dtype": upscale_report.dtype,
         "tile": upscale_report.tile,
@@ -160,7 +224,10 @@ def enhance_image(
         "batches": upscale_report.batches,
         "oom_retries": upscale_report.oom_retries,
         "nan_fallbacks": upscale_report.nan_fallbacks,
-        "variations": [{"name": v.variation.name, "strength": v.variation.strength} for v in images],
+        "estimates": analysis.report(),
+        "prompt": steering.report() if steering is not None else None,
+        **decided.report(),
+        "variations": [{"name": im.variation.name, **_round(asdict(im.parameters))} for im in images],
         "alpha": alpha is not None,
         "timings": {k: round(v, 4) for k, v in timings.items()},
     }

@@ -1,0 +1,120 @@
+"""Pure image operations of the pipeline on (1, 3, H, W) float32 RGB tensors in [0, 1] (sRGB-encoded
+unless a name says linear), on any device. None of them keeps state between calls."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic resize of a (N, C, H, W) float32 tensor, antialiased when shrinking."""
+    if x.shape[-2:] == (height, width):
+        return x
+    shrinking = height < x.shape[-2] or width < x.shape[-1]
+    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (reflect padding) of a (N, C, H, W) tensor; ``sigma`` in pixels."""
+    if sigma <= 0:
+        return x
+    radius = max(1, math.ceil(3 * sigma))
+    radius = min(radius, (min(x.shape[-2:]) - 1) or 1)
+    taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    kernel = torch.exp(-(taps**2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    channels = x.shape[1]
+    horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
+    vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
+    padded = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    x = F.conv2d(padded, horizontal, groups=channels)
+    padded = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(padded, vertical, groups=channels)
+
+
+def back_project(
+    output: torch.Tensor, reference: torch.Tensor, *, weight: float, smoothing: float, iterations: int = 3
+) -> torch.Tensor:
+    """Iterative back-projection: pull ``output`` towards agreeing with ``reference`` when downscaled.
+
+    Each step downscales ``output`` to ``reference``'s size, low-passes the residual with a Gaussian of
+    ``smoothing`` reference pixels (0 keeps everything, noise included), upsamples it and adds
+    ``weight`` times it. ``reference`` must be smaller than ``output``; weight 0 returns ``output``.
+    """
+    if weight <= 0 or reference.shape[-1] >= output.shape[-1]:
+        return output
+    height, width = output.shape[-2:]
+    ref_h, ref_w = reference.shape[-2:]
+    for _ in range(iterations):
+        residual = gaussian_blur(reference - resize(output, ref_h, ref_w), smoothing)
+        output = output + weight * resize(residual, height, width)
+    return output.clamp_(0.0, 1.0)
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 601 luma (N, 1, H, W) of an RGB (N, 3, H, W) tensor."""
+    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True)
+
+
+def sharpen(x: torch.Tensor, *, amount: float, sigma: float) -> torch.Tensor:
+    """Unsharp mask on luma only (no colour fringes): ``x + amount · (Y − blur(Y))`` in every channel."""
+    if amount <= 0:
+        return x
+    y = luma(x)
+    return (x + amount * (y - gaussian_blur(y, sigma))).clamp_(0.0, 1.0)
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0.0, 1.0)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp_min(1e-8) ** (1 / 2.4) - 0.055)
+
+
+def adjust_tone(
+    x: torch.Tensor, *, exposure_ev: float, gains: tuple[float, float, float], contrast: float
+) -> torch.Tensor:
+    """Exposure and white balance in linear light, then contrast on the encoded values.
+
+    Exposure multiplies linear light by 2**ev with a roll-off that keeps white at white
+    (``l·g / (1 + l·(g − 1))``). ``gains`` multiply linear R, G, B. Contrast bends the tone curve
+    around mid-grey, keeping black and white fixed: ``y − c·sin(2πy)/(2π)`` (monotone for |c| < 1;
+    slope 1 + c at mid-grey). Neutral settings return ``x`` unchanged.
+    """
+    if exposure_ev == 0 and gains == (1.0, 1.0, 1.0) and contrast == 0:
+        return x
+    linear = srgb_to_linear(x)
+    if exposure_ev != 0:
+        gain = 2.0**exposure_ev
+        linear = linear * gain / (1.0 + linear * (gain - 1.0))
+    if gains != (1.0, 1.0, 1.0):
+        linear = linear * torch.tensor(gains, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    y = linear_to_srgb(linear)
+    if contrast != 0:
+        y = y - contrast * torch.sin(2 * math.pi * y) / (2 * math.pi)
+    return y.clamp_(0.0, 1.0)
+
+
+def ellipse_mask(
+    height: int, width: int, boxes: list[tuple[float, float, float]], device: torch.device
+) -> torch.Tensor:
+    """(1, 1, H, W) soft mask, 1 inside the ellipses inscribed in square ``boxes`` (x, y, size in pixels
+    of this image, slightly enlarged to cover hair and chin) and fading to 0 over a quarter of the size."""
+    mask = torch.zeros((1, 1, height, width), dtype=torch.float32, device=device)
+    ys = torch.arange(height, dtype=torch.float32, device=device).view(-1, 1)
+    xs = torch.arange(width, dtype=torch.float32, device=device).view(1, -1)
+    for x0, y0, size in boxes:
+        cx, cy = x0 + size / 2, y0 + size / 2
+        rx, ry = 0.65 * size, 0.8 * size
+        distance = torch.sqrt(((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2)
+        mask = torch.maximum(mask, (1.0 - (distance - 1.0) / 0.35).clamp(0.0, 1.0)[None, None])
+    return mask

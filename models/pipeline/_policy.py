@@ -1,0 +1,326 @@
+"""The policy: from what the analysis measured (and what the prompt asked) to the parameters of each
+output. Written as data — a restoration table interpolated over a degradation score, tone limits,
+size rules and the variations — and one function that reads them (:func:`infer_parameters`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, fields, replace
+from typing import Any, Literal, TypeVar
+
+from models.analysis import ImageAnalysis
+from models.prompt import Change, Steering
+
+SizeMode = Literal["auto", "2x", "4x", "4k", "keep"]
+Content = Literal["photo", "illustration"]
+
+
+@dataclass(frozen=True)
+class PlanParameters:
+    """Parameters shared by all outputs of a request (one network pass).
+
+    ``content`` picks the network ("photo" → x4plus, "illustration" → x4plus-anime); ``size`` the
+    output size rule; ``network_scale`` divides the input before the network (an input upscaled by s
+    before it reached us is seen at its true resolution); ``denoise`` (0..1) is a pre-network
+    Gaussian pre-filter; ``protect_faces`` fades the restoration out over detected faces.
+    """
+
+    content: Content = "photo"
+    size: SizeMode = "auto"
+    network_scale: float = 1.0
+    denoise: float = 0.0
+    protect_faces: bool = False
+
+
+@dataclass(frozen=True)
+class OutputParameters:
+    """Parameters of one output.
+
+    ``strength``: blend of the network's output over a bicubic upscale (1 = network alone).
+    ``fidelity``: weight of iterative back-projection onto the network's input (restores the input's
+    exact coarse content: more faithful on clean inputs); ``fidelity_smoothing``: Gaussian sigma, in
+    input pixels, of the back-projected residual (0 re-injects everything, noise included; larger
+    values keep only coarse structure, so noise and JPEG blocks stay out). ``grain``: share of what the
+    network removed that is put back (film grain). ``sharpen``: unsharp-mask amount on luma.
+    ``exposure_ev``, ``contrast`` (tone-curve bend, 0 = none), ``white_balance`` (share of the
+    measured colour cast removed), ``warmth`` (extra log2 red/blue shift): tone.
+    """
+
+    strength: float = 1.0
+    fidelity: float = 0.0
+    fidelity_smoothing: float = 0.0
+    grain: float = 0.0
+    sharpen: float = 0.0
+    exposure_ev: float = 0.0
+    contrast: float = 0.0
+    white_balance: float = 0.0
+    warmth: float = 0.0
+
+
+@dataclass(frozen=True)
+class RestorationRow:
+    """A knot of the restoration table: parameters at one degradation score (linear in between)."""
+
+    score: float
+    strength: float
+    fidelity: float
+    fidelity_smoothing: float
+    sharpen: float
+
+
+# Degradation score 0 = clean, 1 = very noisy or heavily compressed (see ``degradation_score``).
+# Chosen on scikit-image photos degraded in the Real-ESRGAN way (tests/benchmarks/bench_quality.py):
+# on clean inputs full back-projection lifts fidelity above Lanczos and a light blend keeps the
+# network from painting; on degraded inputs the back-projected residual is smoothed so noise and
+# blocks stay out, and the blend keeps some real texture.
+RESTORATION_TABLE: tuple[RestorationRow, ...] = (
+    RestorationRow(score=0.0, strength=0.9, fidelity=1.0, fidelity_smoothing=0.0, sharpen=0.1),
+    RestorationRow(score=0.3, strength=0.82, fidelity=0.55, fidelity_smoothing=3.0, sharpen=0.12),
+    RestorationRow(score=1.0, strength=0.85, fidelity=0.5, fidelity_smoothing=3.0, sharpen=0.15),
+)
+
+
+@dataclass(frozen=True)
+class DegradationScale:
+    """Noise sigma (8-bit) and JPEG quality mapped to [0, 1]: ``clean_noise`` → 0, ``clean_noise +
+    noise_span`` → 1; JPEG quality ``clean_quality`` → 0, ``clean_quality − quality_span`` → 1."""
+
+    # The noise estimator reads 3-4.5 on clean photos downscaled to ~100 px (fine texture), 6-7 with
+    # sigma 5 added: the clean end sits above that floor.
+    clean_noise: float = 4.5
+    noise_span: float = 12.0
+    clean_quality: float = 95.0
+    quality_span: float = 55.0
+
+
+DEGRADATION = DegradationScale()
+
+
+@dataclass(frozen=True)
+class TonePolicy:
+    """When and how much tone is corrected. Corrections start only outside dead bands that every
+    well-exposed photo in the tests sits in, and are capped, so a good photo is left alone. Only
+    under-exposure is corrected by exposure: a bright, high-key picture (snow, a white wall, a crop of
+    a bright cup) is indistinguishable from an over-exposed one, and darkening it would be wrong."""
+
+    # Under-exposure: the brightest 0.5 % of pixels below this luma → raise them towards the target.
+    dim_white_point: float = 0.6
+    white_target: float = 0.8
+    max_raise_ev: float = 1.0
+    # Flat: luma spread (1st-99th percentile) below this → bend the tone curve, up to the cap.
+    flat_contrast: float = 0.35
+    contrast_per_missing_spread: float = 1.0
+    max_contrast: float = 0.2
+    # Colour cast: beyond this angle from neutral, remove a share of the excess over ``cast_keep_deg``.
+    cast_threshold_deg: float = 20.0
+    cast_keep_deg: float = 10.0
+    max_white_balance: float = 0.5
+
+
+TONE = TonePolicy()
+
+# Content decision: the illustration network only when the classifier is confident (a photo through
+# the anime network looks painted; an illustration through x4plus merely looks less crisp).
+ILLUSTRATION_THRESHOLD = 0.6
+# Output long side of the "4k" size mode.
+UHD_LONG_SIDE = 3840
+
+
+@dataclass(frozen=True)
+class Variation:
+    """One output of a request: ``changes`` applied to the inferred parameters (after the prompt)."""
+
+    name: str
+    meaning: str
+    changes: tuple[Change, ...]
+
+
+# Output i of a request is VARIATIONS[i]; their differences are fixed, so outputs are distinct, and
+# every computation is deterministic, so the same request always gives the same bytes.
+VARIATIONS: tuple[Variation, ...] = (
+    Variation("inferred", "the parameters inferred from the image and the prompt", ()),
+    Variation(
+        "natural",
+        "gentler and more faithful: a lighter blend, full back-projection, no sharpening",
+        (Change("strength", "mul", 0.75), Change("fidelity", "max", 0.8), Change("sharpen", "set", 0.0)),
+    ),
+    Variation(
+        "detail",
+        "stronger detail: the network at full strength, less back-projection, extra sharpening",
+        (Change("strength", "set", 1.0), Change("fidelity", "mul", 0.5), Change("sharpen", "add", 0.35)),
+    ),
+    Variation(
+        "tone",
+        "alternative tone: more contrast and a fuller white balance on the inferred restoration",
+        (Change("contrast", "add", 0.15), Change("white_balance", "max", 0.6)),
+    ),
+)
+
+T = TypeVar("T", PlanParameters, OutputParameters)
+_PLAN_FIELDS = {f.name for f in fields(PlanParameters)}
+_OUTPUT_FIELDS = {f.name for f in fields(OutputParameters)}
+_LIMITS: dict[str, tuple[float, float]] = {
+    "strength": (0.0, 1.0),
+    "fidelity": (0.0, 1.0),
+    "fidelity_smoothing": (0.0, 8.0),
+    "grain": (0.0, 1.0),
+    "sharpen": (0.0, 2.0),
+    "exposure_ev": (-2.0, 2.0),
+    "contrast": (-0.6, 0.6),
+    "white_balance": (0.0, 1.0),
+    "warmth": (-1.0, 1.0),
+    "denoise": (0.0, 1.0),
+    "network_scale": (1.0, 8.0),
+}
+
+
+class UnknownParameterError(KeyError):
+    """Raised by :func:`apply_changes` for a change naming a field no parameter set has."""
+
+
+def apply_changes(params: T, changes: tuple[Change, ...] | list[Change]) -> T:
+    """``params`` with the ``changes`` that name its fields applied in order (others are skipped);
+    numeric results are clamped to their limits."""
+    names = {f.name for f in fields(params)}
+    values: dict[str, Any] = {}
+    for change in changes:
+        if change.target not in _PLAN_FIELDS | _OUTPUT_FIELDS:
+            raise UnknownParameterError(f"no parameter called {change.target!r}")
+        if change.target not in names:
+            continue
+        current = values.get(change.target, getattr(params, change.target))
+        if change.op == "set":
+            new = change.value
+        elif isinstance(current, bool) or not isinstance(change.value, int | float):
+            raise ValueError(f"{change.op} needs a number for {change.target!r}")
+        elif change.op == "add":
+            new = current + change.value
+        elif change.op == "mul":
+            new = current * change.value
+        elif change.op == "max":
+            new = max(current, change.value)
+        else:
+            new = min(current, change.value)
+        if change.target in _LIMITS and isinstance(new, int | float) and not isinstance(new, bool):
+            lo, hi = _LIMITS[change.target]
+            new = min(hi, max(lo, float(new)))
+        values[change.target] = new
+    return replace(params, **values)
+
+
+def degradation_score(analysis: ImageAnalysis, scale: DegradationScale = DEGRADATION) -> float:
+    """0 (clean) .. 1 (heavily degraded): the worse of noise and JPEG compression."""
+    noise = (analysis.noise_sigma - scale.clean_noise) / scale.noise_span
+    quality = analysis.jpeg.quality
+    jpeg = 0.0 if quality is None else (scale.clean_quality - quality) / scale.quality_span
+    return min(1.0, max(0.0, noise, jpeg))
+
+
+def restoration_at(score: float, table: tuple[RestorationRow, ...] = RESTORATION_TABLE) -> RestorationRow:
+    """The restoration row at ``score``, linearly interpolated between the table's knots."""
+    if score <= table[0].score:
+        return table[0]
+    for lo, hi in itertools.pairwise(table):
+        if score <= hi.score:
+            t = (score - lo.score) / (hi.score - lo.score)
+            return RestorationRow(
+                score=score,
+                strength=lo.strength + t * (hi.strength - lo.strength),
+                fidelity=lo.fidelity + t * (hi.fidelity - lo.fidelity),
+                fidelity_smoothing=lo.fidelity_smoothing + t * (hi.fidelity_smoothing - lo.fidelity_smoothing),
+                sharpen=lo.sharpen + t * (hi.sharpen - lo.sharpen),
+            )
+    return table[-1]
+
+
+def _srgb_to_linear(v: float) -> float:
+    return v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4
+
+
+def tone_corrections(analysis: ImageAnalysis, policy: TonePolicy = TONE) -> tuple[float, float, float]:
+    """(exposure_ev, contrast, white_balance) the image needs; all 0 inside the dead bands."""
+    tone = analysis.tone
+    exposure = 0.0
+    if tone.white_point < policy.dim_white_point and tone.clipped_bright < 0.001:
+        wanted = math.log2(_srgb_to_linear(policy.white_target) / max(_srgb_to_linear(tone.white_point), 1e-4))
+        exposure = min(policy.max_raise_ev, wanted)
+    contrast = 0.0
+    if tone.contrast < policy.flat_contrast:
+        contrast = min(policy.max_contrast, (policy.flat_contrast - tone.contrast) * policy.contrast_per_missing_spread)
+    white_balance = 0.0
+    angle = analysis.colour.angle_deg
+    if angle > policy.cast_threshold_deg:
+        white_balance = min(policy.max_white_balance, (angle - policy.cast_keep_deg) / angle)
+    return exposure, contrast, white_balance
+
+
+@dataclass(frozen=True)
+class EnhancePlan:
+    """Everything decided for one request: the shared plan, one parameter set per output, and why."""
+
+    plan: PlanParameters
+    outputs: tuple[tuple[Variation, OutputParameters], ...]
+    degradation: float
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "degradation": round(self.degradation, 3),
+            "plan": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self.plan).items()},
+        }
+
+
+def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_outputs: int) -> EnhancePlan:
+    """Parameters for ``num_outputs`` outputs (1..len(VARIATIONS)) from ``analysis`` and ``steering``.
+
+    Order: the tables give the inferred parameters; the prompt's changes apply on top; each variation's
+    changes apply last. Raises ``ValueError`` for a bad ``num_outputs``.
+    """
+    if not 1 <= num_outputs <= len(VARIATIONS):
+        raise ValueError(f"num_outputs must be in 1..{len(VARIATIONS)}, got {num_outputs}")
+    content: Content = (
+        "illustration" if analysis.content.illustration_probability >= ILLUSTRATION_THRESHOLD else "photo"
+    )
+    plan = PlanParameters(content=content, network_scale=max(1.0, analysis.upscale_factor))
+    score = degradation_score(analysis)
+    row = restoration_at(score)
+    exposure, contrast, white_balance = tone_corrections(analysis)
+    base = OutputParameters(
+        strength=row.strength,
+        fidelity=row.fidelity,
+        fidelity_smoothing=row.fidelity_smoothing,
+        sharpen=row.sharpen,
+        exposure_ev=exposure,
+        contrast=contrast,
+        white_balance=white_balance,
+    )
+    if steering is not None:
+        plan = apply_changes(plan, steering.changes)
+        base = apply_changes(base, steering.changes)
+    outputs = tuple((v, apply_changes(base, v.changes)) for v in VARIATIONS[:num_outputs])
+    return EnhancePlan(plan=plan, outputs=outputs, degradation=score)
+
+
+def output_size(
+    width: int, height: int, size: SizeMode, *, target_long_side: int = 2048, max_side: int = 4096
+) -> tuple[int, int]:
+    """Output (width, height) for an input of ``width``×``height`` under the size rule ``size``:
+    "auto" is DESIGN.md's rule (long side ``target_long_side`` for smaller inputs, else the input's
+    own size); "2x"/"4x" multiply; "4k" makes the long side 3840; "keep" is the input size. Every
+    result is capped at ``max_side`` on the long side, aspect ratio kept."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    long_side = max(width, height)
+    wanted = {
+        "auto": max(long_side, target_long_side),
+        "2x": 2 * long_side,
+        "4x": 4 * long_side,
+        "4k": UHD_LONG_SIDE,
+        "keep": long_side,
+    }[size]
+    out_long = min(wanted, max(max_side, long_side))
+    if out_long == long_side:
+        return width, height
+    ratio = out_long / long_side
+    return max(1, round(width * ratio)), max(1, round(height * ratio))
