@@ -35,6 +35,7 @@ from weights import (
     get_spec,
     load_manifest,
     load_state_dict,
+    pull_model_files,
     pull_weights,
     read_ncnn_files,
     verify_weights,
@@ -52,6 +53,7 @@ def weights_dir() -> Path:
     """The default weights folder, pulled (a no-op when its files are already valid)."""
     directory = default_weights_dir()
     pull_weights(directory)
+    pull_model_files(directory)  # `weights verify` checks the face model files too
     return directory
 
 

