@@ -116,6 +116,8 @@ def test_async_submit_answers_202_then_the_job_runs_to_a_downloadable_result(
         assert download.status_code == 200
         assert Image.open(io.BytesIO(download.content)).size == (120, 80)
     assert gate.calls == 1
+    jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    assert not (jobs.files.root / accepted["job_id"]).exists()  # input dropped; urls results live in files/
 
 
 def test_bytes_result_matches_what_the_synchronous_call_returns(client: TestClient, photo_b64: str) -> None:

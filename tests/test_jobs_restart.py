@@ -30,8 +30,9 @@ class ServiceProcess:
     def __init__(self, data_dir: Path, weights_dir: Path, log: Path) -> None:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
+        inherited = {name: value for name, value in os.environ.items() if not name.startswith("ENHANCE_")}
         env = {
-            **os.environ,
+            **inherited,
             "ENHANCE_API_KEYS": KEY_A,
             "ENHANCE_DATA_DIR": str(data_dir),
             "ENHANCE_WEIGHTS_DIR": str(weights_dir),

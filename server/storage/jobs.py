@@ -8,6 +8,7 @@ so the same code runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -468,7 +469,11 @@ class JobFiles:
         return (self.directory(job_id) / self.SOURCE).read_bytes()
 
     def remove_source(self, job_id: str) -> None:
-        (self.directory(job_id) / self.SOURCE).unlink(missing_ok=True)
+        """Drop the submitted image (the job has ended), and the directory when nothing else is kept."""
+        directory = self.directory(job_id)
+        (directory / self.SOURCE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # fails, as it should, when a bytes result is kept there
 
     def save_images(self, job_id: str, images: list[str]) -> None:
         self._write(self.directory(job_id) / self.IMAGES, json.dumps(images).encode())
