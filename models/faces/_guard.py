@@ -1,0 +1,115 @@
+"""The identity guard: when enhancement moved a face's embedding too far, soften it on that face.
+
+The softer version of a face is the input's own pixels of that region resampled to the output size
+(bicubic): nothing invented, so nothing that can change who the face looks like. It is blended in
+under a feathered ellipse (full weight over the face, fading to none at 1.6 half-widths), with the
+smallest weight in ``blend_steps`` that brings the drift back within the bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from models.faces._models import Box, FaceModels
+
+INNER_RADIUS = 1.1
+OUTER_RADIUS = 1.6
+
+
+@dataclass(frozen=True)
+class GuardDecision:
+    """What the guard did to one face in one output: its drift before and after, and the blend weight
+    of the softer version (0: output kept as enhanced)."""
+
+    drift: float
+    blend: float
+    drift_after: float
+
+    @property
+    def action(self) -> str:
+        return "kept" if self.blend == 0 else "softened"
+
+
+def feathered_ellipse(height: int, width: int, box: Box) -> np.ndarray:
+    """float32 (height, width) weights in [0, 1]: 1 within ``INNER_RADIUS`` half-sizes of ``box``'s
+    centre (the face and some margin), 0 beyond ``OUTER_RADIUS``, a smoothstep between."""
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    radius = np.sqrt(((xs + 0.5 - cx) / (box.width / 2)) ** 2 + ((ys + 0.5 - cy) / (box.height / 1.6)) ** 2)
+    t = np.clip((OUTER_RADIUS - radius) / (OUTER_RADIUS - INNER_RADIUS), 0.0, 1.0)
+    return (t * t * (3 - 2 * t)).astype(np.float32)
+
+
+def _region(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """The output pixels the blend can touch: the ellipse's bounding box, clipped to the image."""
+    half_w, half_h = box.width / 2 * OUTER_RADIUS, box.height / 1.6 * OUTER_RADIUS
+    cx, cy = (box.left + box.right) / 2, (box.top + box.bottom) / 2
+    return (
+        max(0, math.floor(cx - half_w)),
+        max(0, math.floor(cy - half_h)),
+        min(width, math.ceil(cx + half_w)),
+        min(height, math.ceil(cy + half_h)),
+    )
+
+
+def soften_face(output: np.ndarray, source: np.ndarray, box: Box, weight: float) -> np.ndarray:
+    """``output`` (float32 h×w×3 in [0, 1]) with the face at ``box`` (output pixels) blended toward the
+    bicubic resampling of ``source`` (uint8 H×W×3, the input) by ``weight`` under the feathered
+    ellipse. Returns a new array; ``output`` is not modified."""
+    height, width = output.shape[:2]
+    scale = width / source.shape[1]
+    left, top, right, bottom = _region(box, width, height)
+    result = output.copy()
+    if right <= left or bottom <= top or weight <= 0:
+        return result
+    resampled = Image.fromarray(source).resize(
+        (right - left, bottom - top),
+        Image.Resampling.BICUBIC,
+        box=(left / scale, top / scale, right / scale, bottom / scale),
+    )
+    soft = np.asarray(resampled, dtype=np.float32) / 255.0
+    local = Box(box.left - left, box.top - top, box.right - left, box.bottom - top)
+    mask = (feathered_ellipse(bottom - top, right - left, local) * weight)[..., None]
+    region = result[top:bottom, left:right]
+    result[top:bottom, left:right] = region + (soft - region) * mask
+    return result
+
+
+def guard_face(
+    output: np.ndarray,
+    output_u8: np.ndarray,
+    source: np.ndarray,
+    box: Box,
+    reference: np.ndarray,
+    models: FaceModels,
+    *,
+    max_drift: float,
+    blend_steps: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, GuardDecision]:
+    """Check one face of one output against its input embedding ``reference`` (128,) and soften it
+    when it drifted more than ``max_drift``. ``output`` is float32 h×w×3 in [0, 1], ``output_u8`` the
+    same as uint8, ``box`` in output pixels. Returns (output, output_u8, embedding on the returned
+    output, decision); the arrays are new only when the face was softened."""
+    embedding = models.embed(output_u8, [box])[0]
+    drift = float(np.linalg.norm(embedding - reference))
+    if drift <= max_drift:
+        return output, output_u8, embedding, GuardDecision(drift, 0.0, drift)
+    best = (output, output_u8, embedding, GuardDecision(drift, 0.0, drift))
+    for weight in blend_steps:
+        softened = soften_face(output, source, box, weight)
+        softened_u8 = to_uint8(softened)
+        moved = models.embed(softened_u8, [box])[0]
+        after = float(np.linalg.norm(moved - reference))
+        best = (softened, softened_u8, moved, GuardDecision(drift, weight, after))
+        if after <= max_drift:
+            break
+    return best
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float32 [0, 1] → uint8, rounded (what the encoder writes)."""
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)

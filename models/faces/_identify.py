@@ -1,0 +1,106 @@
+"""One enhance request's identity step: detect on the input, guard each output, count candidates."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from models.faces._detect import detect_faces
+from models.faces._guard import guard_face, to_uint8
+from models.faces._match import MATCH_THRESHOLD, FaceMatch, KnownProfile, count_known_subjects, match_faces
+from models.faces._models import FaceModels
+
+
+@dataclass(frozen=True)
+class IdentityPolicy:
+    """``match_threshold``: largest face-to-profile distance counted as a match; ``guard``: run the
+    identity guard; ``max_drift``: the embedding drift (input → output) it tolerates per face;
+    ``blend_steps``: weights of the softer face it tries, in order; ``min_face``: smallest face, px."""
+
+    match_threshold: float = MATCH_THRESHOLD
+    guard: bool = True
+    max_drift: float = 0.2
+    blend_steps: tuple[float, ...] = (0.5, 0.75, 1.0)
+    min_face: int = 40
+    max_work_pixels: float = 16e6
+
+
+@dataclass(frozen=True)
+class IdentityResult:
+    """The outputs after the guard (float32 h×w×3 in [0, 1], new arrays only where a face was
+    softened), ``counts`` for ``known_subjects``, and ``report`` for ``X-Enhance-Parameters``."""
+
+    images: list[np.ndarray]
+    counts: dict[str, int]
+    report: dict[str, Any]
+
+
+def identify_outputs(
+    source: np.ndarray,
+    outputs: Sequence[np.ndarray],
+    models: FaceModels,
+    candidates: Sequence[KnownProfile],
+    policy: IdentityPolicy,
+) -> IdentityResult:
+    """Detect faces on ``source`` (the input, float32 H×W×3 in [0, 1], sRGB), map them onto every
+    output (float32 h×w×3, the same aspect), embed them on each output, guard them, and match them
+    one-to-one against ``candidates``. Only candidates can be counted or named in the report."""
+    timings: dict[str, float] = {}
+    mark = time.perf_counter()
+    source_u8 = to_uint8(source)
+    faces = detect_faces(source_u8, models, min_face=policy.min_face, max_work_pixels=policy.max_work_pixels)
+    timings["detect_s"] = time.perf_counter() - mark
+    if not faces:
+        return IdentityResult(list(outputs), {}, {"faces": [], "timings": _rounded(timings)})
+    mark = time.perf_counter()
+    references = models.embed(source_u8, [face.box for face in faces])
+    images: list[np.ndarray] = []
+    per_output: list[list[FaceMatch]] = []
+    face_reports: list[dict[str, Any]] = [
+        {"box": face.box.as_list(), "confidence": round(face.confidence, 2), "outputs": []} for face in faces
+    ]
+    for output in outputs:
+        scale = output.shape[1] / source.shape[1]
+        boxes = [face.box.scaled(scale) for face in faces]
+        output_u8 = to_uint8(output)
+        embeddings = np.zeros_like(references)
+        decisions = []
+        for index, box in enumerate(boxes):
+            if policy.guard:
+                output, output_u8, embeddings[index], decision = guard_face(
+                    output, output_u8, source_u8, box, references[index], models,
+                    max_drift=policy.max_drift, blend_steps=policy.blend_steps,
+                )  # fmt: skip
+                decisions.append(decision)
+            else:
+                embeddings[index] = models.embed(output_u8, [box])[0]
+                decisions.append(None)
+        matches = match_faces(embeddings, candidates, policy.match_threshold)
+        by_face = {match.face: match for match in matches}
+        for index, decision in enumerate(decisions):
+            entry: dict[str, Any] = {"drift": round(float(np.linalg.norm(embeddings[index] - references[index])), 3)}
+            if decision is not None:
+                entry = {"drift": round(decision.drift, 3), "guard": decision.action}
+                if decision.blend:
+                    entry |= {"blend": decision.blend, "drift_after": round(decision.drift_after, 3)}
+            if index in by_face:
+                entry |= {"match": by_face[index].profile_id, "distance": round(by_face[index].distance, 3)}
+            face_reports[index]["outputs"].append(entry)
+        images.append(output)
+        per_output.append(matches)
+    timings["embed_guard_match_s"] = time.perf_counter() - mark
+    report = {
+        "faces": face_reports,
+        "guard": {"enabled": policy.guard, "max_drift": policy.max_drift},
+        "match_threshold": policy.match_threshold,
+        "timings": _rounded(timings),
+    }
+    return IdentityResult(images, count_known_subjects(per_output), report)
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {key: round(value, 4) for key, value in timings.items()}
