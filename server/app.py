@@ -19,9 +19,25 @@ from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
-from server.routes import enhance_router, files_router, health_router, jobs_router, webhooks_router
+from server.profiles import Identity, ProfileService, load_face_models
+from server.routes import (
+    enhance_router,
+    files_router,
+    health_router,
+    jobs_router,
+    profiles_router,
+    webhooks_router,
+)
 from server.settings import Settings
-from server.storage import AccountRegistry, JobFiles, JobStore, LocalFileStore, create_database, load_or_create_dev_key
+from server.storage import (
+    AccountRegistry,
+    JobFiles,
+    JobStore,
+    LocalFileStore,
+    ProfileStore,
+    create_database,
+    load_or_create_dev_key,
+)
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)
@@ -108,6 +124,12 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
         app.state.engine = await anyio.to_thread.run_sync(Engine.load, settings)
+        face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        profile_store = ProfileStore(database, data_dir / "profiles")
+        app.state.identity = Identity(face_models, profile_store, settings)
+        profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
+        await profiles.start()
+        app.state.profiles = profiles
         sweeper = asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))
         jobs = JobService(
             store=JobStore(database),
@@ -123,6 +145,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             yield
         finally:
             await jobs.stop()
+            await profiles.stop()
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -146,6 +169,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     install_error_handlers(app, settings.retry_after_s)
     app.include_router(enhance_router, prefix=API_PREFIX)
     app.include_router(jobs_router, prefix=API_PREFIX)
+    app.include_router(profiles_router, prefix=API_PREFIX)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)

@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader
 from server.engine import Engine
 from server.errors import UNAUTHORIZED_DETAIL, NotReadyError, UnauthorizedError
 from server.jobs import JobService
+from server.profiles import Identity
 from server.settings import Settings
 from server.storage import Account, AccountRegistry, LocalFileStore
 from server.worker import EnhanceWorker
@@ -54,6 +55,13 @@ def _jobs(request: Request) -> JobService:
     return jobs
 
 
+def _identity(request: Request) -> Identity:
+    identity: Identity | None = getattr(request.app.state, "identity", None)
+    if identity is None:
+        raise NotReadyError("The face models are still loading; retry shortly.")
+    return identity
+
+
 def _today(request: Request) -> dt.date:
     clock: Callable[[], dt.date] = request.app.state.today
     return clock()
@@ -66,3 +74,4 @@ WorkerDep = Annotated[EnhanceWorker, Depends(_worker)]
 FilesDep = Annotated[LocalFileStore, Depends(_files)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
 TodayDep = Annotated[dt.date, Depends(_today)]
+IdentityDep = Annotated[Identity, Depends(_identity)]

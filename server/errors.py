@@ -63,6 +63,13 @@ class NotReadyError(EnhanceError):
     code = "SERVICE_UNAVAILABLE"
 
 
+class ProfileNotReadyError(EnhanceError):
+    """Raised when a request names a profile of the caller that is not READY (enhance candidates, the
+    profile picture)."""
+
+    code = "PROFILE_NOT_READY"
+
+
 class RequestTimeoutError(EnhanceError):
     """Raised when a synchronous enhance runs past ``sync_timeout_s`` (the hosted limit is 600 s)."""
 
@@ -77,6 +84,7 @@ STATUS_BY_ERROR: dict[type[EnhanceError], int] = {
     InvalidImageError: 400,
     UnsupportedFormatError: 400,
     ImageFetchError: 400,
+    ProfileNotReadyError: 400,
     UnauthorizedError: 401,
     ForbiddenError: 403,
     NotFoundError: 404,

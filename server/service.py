@@ -14,14 +14,16 @@ from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
 
+from models.faces import KnownProfile
 from models.imageio import FetchPolicy, decode_image, encode_image, flatten_alpha, load_image_source
 from models.pipeline import EnhanceResult
 from models.prompt import merge_candidate_ids
 from server.engine import Engine
 from server.errors import BadRequestError, NotFoundError, RequestTimeoutError
+from server.profiles import Identity
 from server.schemas import EditResponse, EnhanceRequest, KnownSubjects
 from server.settings import Settings
-from server.storage import LocalFileStore
+from server.storage import Account, LocalFileStore
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)
@@ -46,16 +48,25 @@ def fetch_policy_of(settings: Settings) -> FetchPolicy:
 
 
 def validate_request(body: EnhanceRequest) -> list[str]:
-    """Checks that need no image; returns the candidate profile ids. Raises ``BadRequestError`` or
-    ``NotFoundError``."""
+    """Checks that need no image and no storage; returns the candidate profile ids (checked by
+    :func:`resolve_candidates`). Raises ``BadRequestError``."""
     if body.callback_url is not None and not body.async_:
         raise BadRequestError("callback_url is only valid with async: true.")
-    candidates = merge_candidate_ids(body.profile_ids, body.prompt)
-    if candidates:
-        # No profile exists on this server yet (the profiles API is not built), so every candidate
-        # id is unknown, exactly as an id of another account would be.
-        raise NotFoundError(f"Unknown profile id {candidates[0]!r}.")
-    return candidates
+    return merge_candidate_ids(body.profile_ids, body.prompt)
+
+
+async def resolve_candidates(
+    body: EnhanceRequest, account: Account | None, identity: Identity | None
+) -> list[KnownProfile]:
+    """The request's candidate profiles (``profile_ids`` and ``[[id]]`` tokens), all the caller's and
+    READY. Raises ``NotFoundError`` (unknown or another account's id; any id when no profile store is
+    given) or ``ProfileNotReadyError``."""
+    ids = merge_candidate_ids(body.profile_ids, body.prompt)
+    if not ids:
+        return []
+    if identity is None or account is None:
+        raise NotFoundError(f"Unknown profile id {ids[0]!r}.")
+    return await anyio.to_thread.run_sync(identity.candidates, account.id, ids)
 
 
 def _encode_outputs(
@@ -88,10 +99,14 @@ async def run_enhance(
     settings: Settings,
     today: dt.date,
     base_url: str,
+    account: Account | None = None,
+    identity: Identity | None = None,
 ) -> EnhanceOutcome:
-    """Run one synchronous enhance request. Domain errors propagate to the error table."""
+    """Run one synchronous enhance request. Domain errors propagate to the error table. ``identity``
+    (with the caller's ``account``) resolves the candidate profiles, guards faces and counts them."""
     started = time.perf_counter()
     validate_request(body)
+    candidates = await resolve_candidates(body, account, identity)
     timings: dict[str, float] = {}
 
     mark = time.perf_counter()
@@ -118,11 +133,21 @@ async def run_enhance(
     )
     timings["enhance_s"] = time.perf_counter() - mark
 
+    counts: dict[str, int] = {}
+    identity_report = None
+    if identity is not None:
+        mark = time.perf_counter()
+        # Through the worker's waiting lane: this request already holds its place, it must not be refused now.
+        result, counts, identity_report = await worker.background_lane().run(
+            identity.apply, decoded.rgb, result, candidates
+        )
+        timings["identity_s"] = time.perf_counter() - mark
+
     mark = time.perf_counter()
     encoded = await anyio.to_thread.run_sync(_encode_outputs, result, fmt, decoded.exif, settings)
     timings["encode_s"] = time.perf_counter() - mark
 
-    response = EditResponse(known_subjects=KnownSubjects(counts={}))
+    response = EditResponse(known_subjects=KnownSubjects(counts=counts))
     if body.response_mode == "bytes":
         response.images = [base64.b64encode(blob).decode("ascii") for blob in encoded]
     else:
@@ -139,6 +164,7 @@ async def run_enhance(
         "original_size": list(decoded.original_size),
         "output_format": fmt,
         "alpha": alpha_note,
+        "identity": identity_report,
         "timings": {**result.report["timings"], **{k: round(v, 4) for k, v in timings.items()}},
     }
     return EnhanceOutcome(response=response, parameters=parameters)

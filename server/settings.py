@@ -87,6 +87,21 @@ class Settings(BaseSettings):
     )
     callback_retry_max_s: float = Field(default=600.0, gt=0, description="Upper bound of the callback retry delay.")
     callback_concurrency: int = Field(default=8, ge=1, le=256, description="Callback POSTs in flight at once.")
+    face_match_threshold: float = Field(
+        default=0.55,
+        gt=0,
+        lt=2,
+        description="Largest face-to-profile embedding distance counted as the same person (calibrated; README).",
+    )
+    face_min_size: int = Field(
+        default=40, ge=16, le=400, description="Smallest face found, in input px (detection cost grows as it falls)."
+    )
+    identity_guard: bool = Field(
+        default=True, description="Soften the enhancement on faces whose identity embedding it moved too far."
+    )
+    identity_max_drift: float = Field(
+        default=0.2, gt=0, lt=2, description="Embedding drift (input to output) the identity guard tolerates per face."
+    )
     log_level: str = Field(default="INFO")
 
     @field_validator("signing_secret")

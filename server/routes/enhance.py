@@ -5,7 +5,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from server.deps import CurrentAccount, EngineDep, FilesDep, JobsDep, SettingsDep, TodayDep, WorkerDep
+from server.deps import (
+    CurrentAccount,
+    EngineDep,
+    FilesDep,
+    IdentityDep,
+    JobsDep,
+    SettingsDep,
+    TodayDep,
+    WorkerDep,
+)
 from server.errors import request_id_of
 from server.routes.jobs import poll_url_of
 from server.schemas import EditResponse, EnhanceRequest, ErrorResponse, JobAccepted
@@ -16,9 +25,10 @@ router = APIRouter(tags=["enhance"])
 ERRORS = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
-        400: "Undecodable image, unsupported format, refused URL, bad callback_url, bad field combination",
+        400: "Undecodable image, unsupported format, refused URL, bad callback_url, bad field combination, "
+        "a candidate profile not READY (PROFILE_NOT_READY)",
         401: "Missing or invalid API key",
-        404: "Unknown profile id",
+        404: "Unknown profile id (another account's included)",
         413: "Request body too large",
         500: "Unexpected failure",
         503: "Overloaded, job queue full or out of GPU memory (Retry-After)",
@@ -40,6 +50,7 @@ async def enhance(
     jobs: JobsDep,
     settings: SettingsDep,
     today: TodayDep,
+    identity: IdentityDep,
 ) -> EditResponse | JSONResponse:
     """Enhance an image: restore and upscale it (2048 px long side for smaller inputs). With
     ``async: true`` the work becomes a job: 202 with its ``poll_url``, and a callback when it ends."""
@@ -59,6 +70,8 @@ async def enhance(
             settings=settings,
             today=today,
             base_url=str(request.base_url),
+            account=account,
+            identity=identity,
         ),
         settings.sync_timeout_s,
     )

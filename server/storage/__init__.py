@@ -1,9 +1,10 @@
-"""Storage adapters: the database (accounts, jobs) and the file store behind signed download URLs."""
+"""Storage adapters: the database (accounts, jobs, profiles) and the file store behind signed download URLs."""
 
 from server.storage.accounts import Account, AccountRegistry, hash_api_key, load_or_create_dev_key
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
+from server.storage.profiles import ProfileRecord, ProfileStore
 
 __all__ = [
     "Account",
@@ -13,6 +14,8 @@ __all__ = [
     "JobRecord",
     "JobStore",
     "LocalFileStore",
+    "ProfileRecord",
+    "ProfileStore",
     "SignedFile",
     "create_database",
     "hash_api_key",

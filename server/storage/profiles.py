@@ -1,0 +1,286 @@
+"""Profiles in the database, and each profile's directory of submitted references.
+
+A profile row holds its owner, tag, tier, status and message; once READY, its kept embeddings (float32
+little-endian, K×128) and the profile picture (JPEG). The references a client submitted (URLs or
+inline images) are written, fsynced, to ``<root>/<profile_id>/references.json`` before the row is
+committed, and removed when the profile is READY or ERROR: a restarted service can build any profile
+it accepted. Deleting a profile deletes its row (embeddings, picture) and its directory.
+
+Every method is blocking (SQLAlchemy and file I/O); callers on the event loop use a worker thread.
+Types are portable (strings, integers, text, binary, timestamps), so SQLite and PostgreSQL both work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import DateTime, Engine, ForeignKey, Integer, LargeBinary, String, Text, delete, select, update
+from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
+
+from server.storage.database import Base
+
+ProfileStatus = Literal["VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR", "INACTIVE"]
+UNFINISHED: tuple[ProfileStatus, ...] = ("VALIDATING", "QUEUING", "IN_PROGRESS")
+EMBEDDING_DTYPE = np.dtype("<f4")
+EMBEDDING_SIZE = 128
+
+
+def new_profile_id() -> str:
+    """An opaque, URL-safe id (letters, digits, ``_``; never ``]``)."""
+    return "prof_" + secrets.token_hex(12)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite returns naive timestamps; they were written as UTC.
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class ProfileRow(Base):
+    """One profile. ``attempts`` counts builds started (an interrupted build counts)."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), ForeignKey("accounts.id"), index=True)
+    tag: Mapped[str | None] = mapped_column(String(128), index=True)
+    training_tier: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    message: Mapped[str | None] = mapped_column(Text)
+    reference_count: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    embeddings: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    picture: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    """A profile as the service sees it (without its embeddings and picture)."""
+
+    id: str
+    account_id: str
+    tag: str | None
+    training_tier: str
+    status: ProfileStatus
+    message: str | None
+    reference_count: int
+    attempts: int
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: ProfileRow) -> ProfileRecord:
+        return cls(
+            id=row.id,
+            account_id=row.account_id,
+            tag=row.tag,
+            training_tier=row.training_tier,
+            status=row.status,  # type: ignore[arg-type]
+            message=row.message,
+            reference_count=row.reference_count,
+            attempts=row.attempts,
+            created_at=_utc(row.created_at),
+        )
+
+
+def encode_embeddings(embeddings: np.ndarray) -> bytes:
+    if embeddings.ndim != 2 or embeddings.shape[1] != EMBEDDING_SIZE:
+        raise ValueError(f"embeddings must be (K, {EMBEDDING_SIZE}), got {embeddings.shape}")
+    return np.ascontiguousarray(embeddings, dtype=EMBEDDING_DTYPE).tobytes()
+
+
+def decode_embeddings(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=EMBEDDING_DTYPE).reshape(-1, EMBEDDING_SIZE).astype(np.float32)
+
+
+class ProfileStore:
+    """Profiles and their reference files (``root``)."""
+
+    REFERENCES = "references.json"
+
+    def __init__(self, engine: Engine, root: Path) -> None:
+        self._engine = engine
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    def directory(self, profile_id: str) -> Path:
+        if not profile_id.startswith("prof_") or not profile_id[5:].isalnum():
+            raise ValueError(f"not a profile id: {profile_id!r}")
+        return self.root / profile_id
+
+    # --- creation and references ------------------------------------------------------------------
+
+    def create(
+        self, account_id: str, references: list[str], *, training_tier: str, tag: str | None, now: dt.datetime
+    ) -> ProfileRecord:
+        """Store the references durably, then the row (VALIDATING); returns the new profile."""
+        profile_id = new_profile_id()
+        directory = self.directory(profile_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / f".{self.REFERENCES}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(references, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, directory / self.REFERENCES)
+        row = ProfileRow(
+            id=profile_id,
+            account_id=account_id,
+            tag=tag,
+            training_tier=training_tier,
+            status="VALIDATING",
+            message=None,
+            reference_count=len(references),
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with Session(self._engine) as session, session.begin():
+                session.add(row)
+                record = ProfileRecord.of(row)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return record
+
+    def references(self, profile_id: str) -> list[str] | None:
+        """The submitted references, or None when they are gone (profile deleted or finished)."""
+        try:
+            with open(self.directory(profile_id) / self.REFERENCES, encoding="utf-8") as handle:
+                return [str(item) for item in json.load(handle)]
+        except FileNotFoundError:
+            return None
+
+    # --- reads --------------------------------------------------------------------------------------
+
+    def get(self, account_id: str, profile_id: str) -> ProfileRecord | None:
+        """The account's profile ``profile_id``, or None (unknown, or another account's)."""
+        with Session(self._engine) as session:
+            row = session.get(ProfileRow, profile_id)
+            if row is None or row.account_id != account_id:
+                return None
+            return ProfileRecord.of(row)
+
+    def ids(self, account_id: str, tag: str | None = None) -> list[str]:
+        """The account's profile ids, oldest first, only those tagged ``tag`` when given."""
+        query = select(ProfileRow.id).where(ProfileRow.account_id == account_id)
+        if tag is not None:
+            query = query.where(ProfileRow.tag == tag)
+        with Session(self._engine) as session:
+            return list(session.scalars(query.order_by(ProfileRow.created_at, ProfileRow.id)))
+
+    def picture(self, account_id: str, profile_id: str) -> bytes | None:
+        with Session(self._engine) as session:
+            row = session.get(ProfileRow, profile_id)
+            if row is None or row.account_id != account_id:
+                return None
+            return row.picture
+
+    def ready_embeddings(
+        self, account_id: str, profile_ids: list[str]
+    ) -> dict[str, tuple[ProfileStatus, np.ndarray | None]]:
+        """For each of the account's profiles among ``profile_ids``: its status and, when READY, its
+        embeddings. Unknown ids and other accounts' ids are absent."""
+        if not profile_ids:
+            return {}
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(ProfileRow).where(ProfileRow.id.in_(profile_ids), ProfileRow.account_id == account_id)
+            )
+            return {
+                row.id: (
+                    row.status,  # type: ignore[misc]
+                    decode_embeddings(row.embeddings) if row.status == "READY" and row.embeddings else None,
+                )
+                for row in rows
+            }
+
+    def unfinished(self) -> list[ProfileRecord]:
+        """Profiles whose build has not ended (all accounts), oldest first."""
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(ProfileRow).where(ProfileRow.status.in_(UNFINISHED)).order_by(ProfileRow.created_at)
+            )
+            return [ProfileRecord.of(row) for row in rows]
+
+    # --- transitions --------------------------------------------------------------------------------
+
+    def start_attempt(self, profile_id: str, now: dt.datetime) -> ProfileRecord | None:
+        """Back to VALIDATING with one more attempt counted; None when the profile is gone or finished."""
+        with Session(self._engine) as session, session.begin():
+            changed = session.execute(
+                update(ProfileRow)
+                .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
+                .values(status="VALIDATING", attempts=ProfileRow.attempts + 1, updated_at=now)
+            )
+            if changed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            row = session.get(ProfileRow, profile_id)
+            return ProfileRecord.of(row) if row is not None else None
+
+    def set_status(self, profile_id: str, status: ProfileStatus, now: dt.datetime) -> bool:
+        """Move an unfinished profile to another unfinished status; False when it is gone or finished."""
+        with Session(self._engine) as session, session.begin():
+            changed = session.execute(
+                update(ProfileRow)
+                .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
+                .values(status=status, updated_at=now)
+            )
+            return changed.rowcount == 1  # type: ignore[attr-defined]
+
+    def finish(
+        self,
+        profile_id: str,
+        now: dt.datetime,
+        *,
+        embeddings: np.ndarray | None = None,
+        picture: bytes | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """End a build: READY with ``embeddings`` and ``picture``, or ERROR with ``message`` (when no
+        embeddings are given). The references are removed either way. False when the profile is gone."""
+        values: dict[str, object] = {"updated_at": now, "message": message}
+        if embeddings is not None:
+            values |= {"status": "READY", "embeddings": encode_embeddings(embeddings), "picture": picture}
+        else:
+            values |= {"status": "ERROR"}
+        with Session(self._engine) as session, session.begin():
+            changed = session.execute(
+                update(ProfileRow)
+                .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
+                .values(**values)
+            )
+        (self.directory(profile_id) / self.REFERENCES).unlink(missing_ok=True)
+        return changed.rowcount == 1  # type: ignore[attr-defined]
+
+    def delete(self, account_id: str, profile_id: str) -> bool:
+        """Delete the account's profile, its embeddings, picture and references; False when unknown."""
+        with Session(self._engine) as session, session.begin():
+            removed = session.execute(
+                delete(ProfileRow).where(ProfileRow.id == profile_id, ProfileRow.account_id == account_id)
+            )
+        if removed.rowcount != 1:  # type: ignore[attr-defined]
+            return False
+        shutil.rmtree(self.directory(profile_id), ignore_errors=True)
+        return True
+
+    def leftover_directories(self) -> list[str]:
+        """Reference directories with no profile row (a create that crashed before its commit)."""
+        on_disk = [path.name for path in self.root.iterdir() if path.is_dir() and path.name.startswith("prof_")]
+        if not on_disk:
+            return []
+        with Session(self._engine) as session:
+            known = set(session.scalars(select(ProfileRow.id).where(ProfileRow.id.in_(on_disk))))
+        return [name for name in on_disk if name not in known]
+
+    def remove_directory(self, profile_id: str) -> None:
+        shutil.rmtree(self.directory(profile_id), ignore_errors=True)
