@@ -133,6 +133,7 @@ def test_profile_status_goes_validating_queuing_in_progress_ready(
     assert first["status"] in ("VALIDATING", "QUEUING", "IN_PROGRESS", "READY")
     assert wait_finished(client, profile_id, A) == {"profile_id": profile_id, "status": "READY", "message": None}
     assert seen == ["VALIDATING", "QUEUING", "IN_PROGRESS", "READY"]
+    assert not store.directory(profile_id).exists()  # references and their fetched bytes are gone
 
 
 def test_ready_profile_has_a_jpeg_picture_of_the_face(client: TestClient, people: dict[str, str]) -> None:

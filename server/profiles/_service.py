@@ -4,15 +4,17 @@ Life of a profile:
 
 1. **Add**: the body is validated (5..50 references, the tier's range), the references are written to
    disk (fsynced) and the row committed as VALIDATING; only then is ``{"profile_id"}`` answered.
-2. **VALIDATING**: each reference is fetched or decoded (same decoder and URL limits as enhance).
-3. **QUEUING**: waiting for a slot of the shared worker (profiles and enhancements share the device).
+2. **VALIDATING**: each reference is fetched or decoded (same decoder and URL limits as enhance); the
+   bytes of the usable ones are kept in the profile's directory. Two profiles validate at a time.
+3. **QUEUING**: waiting for the face work, which runs one profile at a time, through a slot of the
+   shared worker (profiles and enhancements share the device).
 4. **IN_PROGRESS**: faces are found and embedded in every reference; ``build_profile`` picks the
    person present across them and rejects outliers.
 5. **READY** (embeddings and a profile picture stored) or **ERROR** with a message saying why.
 
 On start, every profile still VALIDATING, QUEUING or IN_PROGRESS (the service stopped mid-build) is
 built again from the beginning; a profile started more than ``MAX_ATTEMPTS`` times ends in ERROR so
-that an input that kills the process cannot loop forever. Builds run one at a time.
+that an input that kills the process cannot loop forever.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ MAX_ATTEMPTS = 3
 # References are analysed at most this size (long side): faces of 40 px and more in a 1600-px view.
 REFERENCE_MAX_SIDE = 1600
 FETCH_THREADS = 4
+VALIDATION_CONCURRENCY = 2
 
 
 def _utc_now() -> dt.datetime:
@@ -76,6 +79,8 @@ class ProfileService:
         self._clock = clock
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._validating = asyncio.Semaphore(VALIDATION_CONCURRENCY)
+        self._computing = asyncio.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -136,63 +141,95 @@ class ProfileService:
     # --- building -----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        while True:
-            profile_id = await self._queue.get()
-            try:
-                await self._build(profile_id)
-            except Exception:
-                logger.exception("profile %s: unexpected failure while building", profile_id)
-                message = "Internal error while building the profile; add it again."
-                await anyio.to_thread.run_sync(self._fail, profile_id, message)
-            finally:
-                self._queue.task_done()
+        """Start a build per queued profile: validations overlap (``VALIDATION_CONCURRENCY`` at a time),
+        the face work runs one profile at a time."""
+        builds: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                profile_id = await self._queue.get()
+                task = asyncio.create_task(self._build_one(profile_id), name=f"profile-{profile_id}")
+                builds.add(task)
+                task.add_done_callback(builds.discard)
+        finally:
+            for task in builds:
+                task.cancel()
+            if builds:
+                await asyncio.wait(builds)
+
+    async def _build_one(self, profile_id: str) -> None:
+        try:
+            await self._build(profile_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("profile %s: unexpected failure while building", profile_id)
+            message = "Internal error while building the profile; add it again."
+            await anyio.to_thread.run_sync(self._fail, profile_id, message)
+        finally:
+            self._queue.task_done()
 
     async def _build(self, profile_id: str) -> None:
-        record = await anyio.to_thread.run_sync(self.store.start_attempt, profile_id, self._clock())
-        if record is None:
-            return  # deleted, or already finished
-        if record.attempts > MAX_ATTEMPTS:
-            message = f"The build was interrupted {record.attempts - 1} times (the service stopped); add it again."
-            await anyio.to_thread.run_sync(self._fail, profile_id, message)
-            return
-        references = await anyio.to_thread.run_sync(self.store.references, profile_id)
-        if references is None:
-            return
-        images = await anyio.to_thread.run_sync(self._load_references, references)
+        async with self._validating:
+            record = await anyio.to_thread.run_sync(self.store.start_attempt, profile_id, self._clock())
+            if record is None:
+                return  # deleted, or already finished
+            if record.attempts > MAX_ATTEMPTS:
+                message = f"The build was interrupted {record.attempts - 1} times (the service stopped); add it again."
+                await anyio.to_thread.run_sync(self._fail, profile_id, message)
+                return
+            references = await anyio.to_thread.run_sync(self.store.references, profile_id)
+            if references is None:
+                return
+            problems = await anyio.to_thread.run_sync(self._validate_references, profile_id, references)
         if not await anyio.to_thread.run_sync(self.store.set_status, profile_id, "QUEUING", self._clock()):
             return
-        await self._lane.run(self._compute, profile_id, images)
+        async with self._computing:
+            await self._lane.run(self._compute, profile_id, problems)
 
     def _fail(self, profile_id: str, message: str) -> None:
         self.store.finish(profile_id, self._clock(), message=message)
 
-    def _load_references(self, references: list[str]) -> list[np.ndarray | str]:
-        """Each reference as uint8 RGB (long side at most ``REFERENCE_MAX_SIDE``), or why it is unusable."""
+    def _validate_references(self, profile_id: str, references: list[str]) -> list[str | None]:
+        """VALIDATING: fetch or decode every reference (same decoder and URL limits as enhance), keep
+        the bytes of the usable ones in the profile's directory; returns why each one is unusable (None
+        when it is usable)."""
         policy = FetchPolicy(
             allow_private=self._settings.allow_private_urls,
             max_bytes=self._settings.fetch_max_bytes,
             timeout_s=self._settings.fetch_timeout_s,
         )
 
-        def load(reference: str) -> np.ndarray | str:
+        def validate(index: int, reference: str) -> str | None:
             try:
                 data = load_image_source(reference, policy)
-                decoded = decode_image(data, max_side=REFERENCE_MAX_SIDE, max_pixels=self._settings.max_pixels)
+                decode_image(data, max_side=REFERENCE_MAX_SIDE, max_pixels=self._settings.max_pixels)
             except ImageFetchError as error:
-                logger.info("profile reference could not be fetched: %s", error.detail)
+                logger.info("profile %s: reference #%d could not be fetched: %s", profile_id, index + 1, error.detail)
                 return "could not be fetched"
             except EnhanceError as error:
-                logger.info("profile reference is not a usable image: %s", error.detail)
+                logger.info("profile %s: reference #%d is not usable: %s", profile_id, index + 1, error.detail)
                 return "is not a decodable image"
-            return to_uint8(decoded.rgb)
+            self.store.save_reference_image(profile_id, index, data)
+            return None
 
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-            return list(pool.map(load, references))
+            return list(pool.map(validate, range(len(references)), references))
 
-    def _compute(self, profile_id: str, images: list[np.ndarray | str]) -> None:
+    def _decoded_reference(self, profile_id: str, index: int) -> np.ndarray | str:
+        data = self.store.reference_image(profile_id, index)
+        if data is None:
+            return "could not be read back"
+        decoded = decode_image(data, max_side=REFERENCE_MAX_SIDE, max_pixels=self._settings.max_pixels)
+        return to_uint8(decoded.rgb)
+
+    def _compute(self, profile_id: str, problems: list[str | None]) -> None:
         """IN_PROGRESS: faces and embeddings of every reference, the person, the picture (blocking)."""
         if not self.store.set_status(profile_id, "IN_PROGRESS", self._clock()):
             return
+        images = [
+            problem if problem is not None else self._decoded_reference(profile_id, index)
+            for index, problem in enumerate(problems)
+        ]
         references = []
         for image in images:
             if isinstance(image, str):

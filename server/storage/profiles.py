@@ -3,7 +3,8 @@
 A profile row holds its owner, tag, tier, status and message; once READY, its kept embeddings (float32
 little-endian, K×128) and the profile picture (JPEG). The references a client submitted (URLs or
 inline images) are written, fsynced, to ``<root>/<profile_id>/references.json`` before the row is
-committed, and removed when the profile is READY or ERROR: a restarted service can build any profile
+committed; the fetched bytes of each usable reference join them while the profile validates. The
+directory is removed when the profile is READY or ERROR: a restarted service can build any profile
 it accepted. Deleting a profile deletes its row (embeddings, picture) and its directory.
 
 Every method is blocking (SQLAlchemy and file I/O); callers on the event loop use a worker thread.
@@ -160,6 +161,21 @@ class ProfileStore:
         except FileNotFoundError:
             return None
 
+    def save_reference_image(self, profile_id: str, index: int, data: bytes) -> None:
+        """Keep the fetched bytes of reference ``index`` until the build ends."""
+        path = self.directory(profile_id) / f"reference-{index:02d}"
+        if not path.parent.is_dir():
+            return  # the profile was deleted meanwhile
+        temporary = path.with_name(f".{path.name}.tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, path)
+
+    def reference_image(self, profile_id: str, index: int) -> bytes | None:
+        try:
+            return (self.directory(profile_id) / f"reference-{index:02d}").read_bytes()
+        except FileNotFoundError:
+            return None
+
     # --- reads --------------------------------------------------------------------------------------
 
     def get(self, account_id: str, profile_id: str) -> ProfileRecord | None:
@@ -247,7 +263,8 @@ class ProfileStore:
         message: str | None = None,
     ) -> bool:
         """End a build: READY with ``embeddings`` and ``picture``, or ERROR with ``message`` (when no
-        embeddings are given). The references are removed either way. False when the profile is gone."""
+        embeddings are given). The references' directory is removed either way. False when the profile
+        is gone."""
         values: dict[str, object] = {"updated_at": now, "message": message}
         if embeddings is not None:
             values |= {"status": "READY", "embeddings": encode_embeddings(embeddings), "picture": picture}
@@ -259,7 +276,7 @@ class ProfileStore:
                 .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
                 .values(**values)
             )
-        (self.directory(profile_id) / self.REFERENCES).unlink(missing_ok=True)
+        shutil.rmtree(self.directory(profile_id), ignore_errors=True)
         return changed.rowcount == 1  # type: ignore[attr-defined]
 
     def delete(self, account_id: str, profile_id: str) -> bool:
