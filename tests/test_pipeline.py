@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import weights
-from models.analysis import estimate_noise_sigma
+from models.analysis import analyse_image, estimate_noise_sigma
 from models.pipeline import EnhanceOptions, enhance_image, plan_output_size
 from models.prompt import parse_prompt
 from models.sr import SRModel, get_network, load_sr_model
@@ -157,6 +157,22 @@ def test_alpha_is_resized_and_kept(x4plus_cpu: SRModel, chelsea: np.ndarray) -> 
     image = enhance_image(rgb, alpha, x4plus_cpu, options).images[0]
     assert image.alpha is not None and image.alpha.shape == (120, 160)
     assert image.alpha[:, :70].max() < 0.05 and image.alpha[:, 90:].min() > 0.95
+
+
+def test_analysis_judges_an_image_with_alpha_as_seen_over_white(x4plus_cpu: SRModel) -> None:
+    drawing = to_float(cartoon(5, side=64))
+    alpha = np.ones((64, 64), dtype=np.float32)
+    alpha[:, :24] = 0.0
+    hidden = drawing.copy()
+    hidden[:, :24] = np.random.default_rng(0).random((64, 24, 3), dtype=np.float32)  # noise nobody sees
+    options = EnhanceOptions(num_outputs=1, target_long_side=128, network_max_side=64, tile=64, detect_faces=False)
+    estimates = enhance_image(hidden, alpha, x4plus_cpu, options).report["estimates"]
+    seen = (drawing * alpha[:, :, None] + (1 - alpha[:, :, None])).astype(np.float32)
+    expected = analyse_image(seen, detect=False).report()
+    assert {k: v for k, v in estimates.items() if k != "timings"} == {
+        k: v for k, v in expected.items() if k != "timings"
+    }
+    assert estimates["content"] == "illustration"
 
 
 def test_network_input_is_capped_for_large_inputs(x4plus_cpu: SRModel, coffee: np.ndarray) -> None:

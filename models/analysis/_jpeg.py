@@ -161,4 +161,6 @@ def jpeg_quality_from_pixels(rgb: np.ndarray) -> JpegEstimate:
     indices = [u * 8 + v for u, v in known]
     measured = np.log(np.array(list(known.values()), dtype=np.float64))
     error = np.abs(np.log(_LUMA_TABLES[:, indices]) - measured).sum(axis=1)
-    return JpegEstimate(quality=int(_QUALITIES[np.argmin(error)]), source="pixels", standard_tables=False)
+    # Neighbouring qualities often share their low-frequency steps: the highest of the tied ones wins.
+    best = len(error) - 1 - int(np.argmin(error[::-1]))
+    return JpegEstimate(quality=int(_QUALITIES[best]), source="pixels", standard_tables=False)

@@ -142,7 +142,9 @@ def enhance_image(
     timings: dict[str, float] = {}
     started = time.perf_counter()
     if analysis is None:
-        analysis = analyse_image(rgb, source, detect=options.detect_faces)
+        # With alpha, the image is judged as it is seen: over white (hidden pixels carry arbitrary colour).
+        seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
+        analysis = analyse_image(seen, source, detect=options.detect_faces)
     timings["analysis_s"] = time.perf_counter() - started
     decided: EnhancePlan = infer_parameters(analysis, steering, options.num_outputs)
     plan = decided.plan

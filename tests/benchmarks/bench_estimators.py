@@ -160,7 +160,7 @@ def bench_jpeg(photos: dict[str, np.ndarray]) -> Rows:
             else:
                 truths.append(float(quality))
                 estimates.append(float(found))
-        row = errors_row(f"q={quality}", truths or [quality], estimates or [quality])
+        row = errors_row(f"q={quality}", truths, estimates) if estimates else {"case": f"q={quality}"}
         row.update(tables_exact=f"{exact}/{len(photos)}", pixels_found=f"{len(photos) - missed}/{len(photos)}")
         rows.append(row)
     clean_none = sum(jpeg_quality_from_pixels(f32(image)).quality is None for image in photos.values())
