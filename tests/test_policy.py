@@ -110,6 +110,14 @@ def test_variations_are_distinct_and_in_the_documented_order() -> None:
     assert tone.contrast > inferred.contrast
 
 
+def test_prompt_settings_bind_every_variation() -> None:
+    analysis = analysis_of(to_float(skdata.coffee()))
+    decided = infer_parameters(analysis, parse_prompt("don't sharpen, no colour changes"), 4)
+    parameters = [p for _, p in decided.outputs]
+    assert all(p.sharpen == 0.0 and p.white_balance == 0.0 and p.warmth == 0.0 for p in parameters)
+    assert len(set(parameters)) == 4
+
+
 @pytest.mark.parametrize(
     ("size", "mode", "expected"),
     [

@@ -276,7 +276,8 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
     """Parameters for ``num_outputs`` outputs (1..len(VARIATIONS)) from ``analysis`` and ``steering``.
 
     Order: the tables give the inferred parameters; the prompt's changes apply on top; each variation's
-    changes apply last. Raises ``ValueError`` for a bad ``num_outputs``.
+    changes apply next; the prompt's outright settings ("set" changes such as "no sharpening") apply
+    again last, so they bind every output. Raises ``ValueError`` for a bad ``num_outputs``.
     """
     if not 1 <= num_outputs <= len(VARIATIONS):
         raise ValueError(f"num_outputs must be in 1..{len(VARIATIONS)}, got {num_outputs}")
@@ -299,7 +300,9 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
     if steering is not None:
         plan = apply_changes(plan, steering.changes)
         base = apply_changes(base, steering.changes)
-    outputs = tuple((v, apply_changes(base, v.changes)) for v in VARIATIONS[:num_outputs])
+    # What the prompt fixed outright ("don't sharpen", "no colour changes") binds every variation too.
+    fixed = [c for c in steering.changes if c.op == "set"] if steering is not None else []
+    outputs = tuple((v, apply_changes(apply_changes(base, v.changes), fixed)) for v in VARIATIONS[:num_outputs])
     return EnhancePlan(plan=plan, outputs=outputs, degradation=score)
 
 
