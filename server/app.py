@@ -138,6 +138,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             worker=app.state.worker,
             outputs=app.state.files,
             settings=settings,
+            identity=app.state.identity,
         )
         await jobs.start()
         app.state.jobs = jobs

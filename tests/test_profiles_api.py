@@ -366,3 +366,26 @@ def test_enhance_reports_face_drift_and_guard_decisions(client: TestClient, peop
         if output["guard"] == "softened":
             assert output["drift"] > 0.2 and output["drift_after"] < output["drift"]
     assert "identity_s" in parameters["timings"]
+
+
+def test_async_enhance_counts_profiles_in_the_job_result(client: TestClient, people: dict[str, str]) -> None:
+    probe = b64(augment("obama3", np.random.default_rng(16), (100, 100)))
+    payload = {"image": probe, "async": True, "profile_ids": [people["biden"]], "prompt": f"[[{people['obama']}]]"}
+    accepted = client.post("/v1/phota/enhance", headers=A, json=payload)
+    assert accepted.status_code == 202, accepted.text
+    job_id = accepted.json()["job_id"]
+    deadline = time.monotonic() + 120
+    while (job := client.get(f"/v1/phota/jobs/{job_id}", headers=A).json())["status"] not in ("SUCCEEDED", "FAILED"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert job["status"] == "SUCCEEDED", job["error"]
+    assert job["result"]["known_subjects"] == {"counts": {people["obama"]: 1}}
+
+
+def test_async_enhance_with_another_accounts_profile_is_404_at_submit(
+    client: TestClient, people: dict[str, str]
+) -> None:
+    probe = b64(augment("obama3", np.random.default_rng(17), (100, 100)))
+    payload = {"image": probe, "async": True, "profile_ids": [people["obama"]]}
+    response = client.post("/v1/phota/enhance", headers=B, json=payload)
+    assert response.status_code == 404 and response.json()["code"] == "NOT_FOUND"

@@ -35,8 +35,9 @@ from server.engine import Engine
 from server.errors import NotFoundError, OverloadedError
 from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
+from server.profiles import Identity
 from server.schemas import EnhanceRequest, JobResponse
-from server.service import fetch_policy_of, parameters_header, run_enhance, validate_request
+from server.service import fetch_policy_of, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
@@ -71,10 +72,12 @@ class JobService:
         outputs: LocalFileStore,
         settings: Settings,
         clock: Callable[[], dt.datetime] = _utc_now,
+        identity: Identity | None = None,
     ) -> None:
         self.store = store
         self.files = files
         self._engine = engine
+        self._identity = identity
         self._lane = worker.background_lane()
         self._outputs = outputs
         self._settings = settings
@@ -136,6 +139,7 @@ class JobService:
         ``client_request_id``). Raises the same domain errors as a synchronous request, and
         ``OverloadedError`` when ``job_queue_size`` jobs are already waiting or running."""
         validate_request(body)
+        await resolve_candidates(body, account, self._identity)
         if body.callback_url is not None:
             await check_callback_url(body.callback_url, self._settings)
         if body.client_request_id is not None:
@@ -256,6 +260,8 @@ class JobService:
                 settings=self._settings,
                 today=job.submitted_on,
                 base_url=job.base_url,
+                account=Account(id=job.account_id),
+                identity=self._identity,
             )
         except EnhanceError as exc:
             logger.info("job %s: failed with %s: %s", job.id, exc.code, exc.detail)
