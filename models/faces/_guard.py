@@ -1,9 +1,11 @@
 """The identity guard: when enhancement moved a face's embedding too far, soften it on that face.
 
-The softer version of a face is the input's own pixels of that region resampled to the output size
-(bicubic): nothing invented, so nothing that can change who the face looks like. It is blended in
-under a feathered ellipse (full weight over the face, fading to none at 1.6 half-widths), with the
-smallest weight in ``blend_steps`` that brings the drift back within the bound.
+The softer version of a face takes its detail from the input's own pixels of that region resampled
+to the output size (bicubic: nothing invented, so nothing that can change who the face looks like)
+and its tone from the output (a smooth per-channel gain: the ratio of the two images' Gaussian blurs
+of ``TONE_SIGMA`` face widths), so the output's exposure and white balance survive the blend. It is blended in under a
+feathered ellipse (full weight over the face, fading to none at 1.6 half-widths), with the smallest
+weight in ``blend_steps`` that brings the drift back within the bound.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 from models.faces._models import Box, FaceModels
 
 INNER_RADIUS = 1.1
 OUTER_RADIUS = 1.6
+TONE_SIGMA = 0.35
+_EPS = 0.02
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,9 @@ def _region(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
 
 
 def soften_face(output: np.ndarray, source: np.ndarray, box: Box, weight: float) -> np.ndarray:
-    """``output`` (float32 h×w×3 in [0, 1]) with the face at ``box`` (output pixels) blended toward the
-    bicubic resampling of ``source`` (uint8 H×W×3, the input) by ``weight`` under the feathered
-    ellipse. Returns a new array; ``output`` is not modified."""
+    """``output`` (float32 h×w×3 in [0, 1]) with the face at ``box`` (output pixels) blended by
+    ``weight``, under the feathered ellipse, toward the bicubic resampling of ``source`` (uint8 H×W×3,
+    the input) carrying the output's own tone. Returns a new array; ``output`` is not modified."""
     height, width = output.shape[:2]
     scale = width / source.shape[1]
     left, top, right, bottom = _region(box, width, height)
@@ -72,6 +77,11 @@ def soften_face(output: np.ndarray, source: np.ndarray, box: Box, weight: float)
         box=(left / scale, top / scale, right / scale, bottom / scale),
     )
     soft = np.asarray(resampled, dtype=np.float32) / 255.0
+    sigma = (TONE_SIGMA * box.width, TONE_SIGMA * box.width, 0)
+    gain = (gaussian_filter(result[top:bottom, left:right], sigma, mode="nearest") + _EPS) / (
+        gaussian_filter(soft, sigma, mode="nearest") + _EPS
+    )
+    soft = np.clip(soft * gain, 0.0, 1.0)
     local = Box(box.left - left, box.top - top, box.right - left, box.bottom - top)
     mask = (feathered_ellipse(bottom - top, right - left, local) * weight)[..., None]
     region = result[top:bottom, left:right]

@@ -8,7 +8,7 @@ from PIL import Image
 from models.faces._models import Box
 
 PICTURE_SIDE = 256
-MARGIN = 0.6
+MARGIN = 0.35
 
 
 def face_picture(image: np.ndarray, box: Box, side: int = PICTURE_SIDE) -> np.ndarray:
