@@ -160,7 +160,9 @@ def augment(name: str, rng: np.random.Generator, face_px: tuple[int, int] = (60,
     x1, y1 = min(width, int(left + side + margins[2])), min(height, int(top + side + margins[3]))
     crop = Image.fromarray(image[y0:y1, x0:x1])
     factor = rng.uniform(*face_px) / side
-    crop = crop.resize((max(8, round(crop.width * factor)), max(8, round(crop.height * factor))), Image.LANCZOS)
+    crop = crop.resize(
+        (max(8, round(crop.width * factor)), max(8, round(crop.height * factor))), Image.Resampling.LANCZOS
+    )
     if rng.random() < 0.5:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     pixels = np.asarray(crop, dtype=np.float32) / 255.0

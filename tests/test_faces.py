@@ -54,7 +54,7 @@ def paste_faces(names: list[str], face_px: int, canvas_size: tuple[int, int], se
         image = Image.fromarray(load_photo(name))
         left, top, side = FACE_BOXES[name]
         factor = face_px / side
-        small = image.resize((round(image.width * factor), round(image.height * factor)), Image.LANCZOS)
+        small = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
         cx, cy, half = (left + side / 2) * factor, (top + side / 2) * factor, face_px * 1.5
         crop = small.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half)))
         canvas.paste(crop, (int(fx * (canvas.width - crop.width)), int(fy * (canvas.height - crop.height))))
@@ -220,7 +220,9 @@ def test_feathered_ellipse_is_one_on_the_face_and_zero_far_away() -> None:
 
 def test_soften_face_changes_only_the_face_region() -> None:
     source = load_photo("hopper")
-    resampled = np.asarray(Image.fromarray(source).resize((1024, 1200), Image.BICUBIC), dtype=np.float32) / 255.0
+    resampled = (
+        np.asarray(Image.fromarray(source).resize((1024, 1200), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    )
     blurred = np.asarray(Image.fromarray(source).resize((1024, 1200)).filter(ImageFilter.GaussianBlur(6)))
     output = blurred.astype(np.float32) / 255.0
     box = Box(161, 137, 377, 353).scaled(2.0)
@@ -244,7 +246,7 @@ def test_guard_softens_a_face_the_enhancement_moved_and_keeps_one_it_did_not(fac
     source_u8 = augment("obama2", np.random.default_rng(4), (70, 70))
     source = source_u8.astype(np.float32) / 255.0
     height, width = source.shape[:2]
-    faithful = np.asarray(Image.fromarray(source_u8).resize((width * 3, height * 3), Image.BICUBIC))
+    faithful = np.asarray(Image.fromarray(source_u8).resize((width * 3, height * 3), Image.Resampling.BICUBIC))
     faithful = faithful.astype(np.float32) / 255.0
     # An "enhancement" that invents a different face: Biden's, pasted over Obama's.
     (face,) = detect_faces(source_u8, face_models)
@@ -269,7 +271,7 @@ def test_identify_outputs_counts_candidates_and_never_reports_others(face_models
     obama = KnownProfile("prof_obama", embed_largest(face_models, load_photo("obama")))
     hopper = KnownProfile("prof_hopper", embed_largest(face_models, load_photo("hopper")))
     image = paste_faces(["obama3", "biden"], 90, (640, 480)).astype(np.float32) / 255.0
-    output = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((1280, 960), Image.BICUBIC))
+    output = np.asarray(Image.fromarray((image * 255).astype(np.uint8)).resize((1280, 960), Image.Resampling.BICUBIC))
     output = output.astype(np.float32) / 255.0
     result = identify_outputs(image, [output, output], face_models, [obama, hopper], IdentityPolicy())
     assert result.counts == {"prof_obama": 2}

@@ -92,7 +92,7 @@ def _pull(dest: Path, names: list[str] | None) -> int:
 def _verify(dest: Path, names: list[str] | None) -> int:
     """Verify and report each file; 1 if any is missing or bad."""
     networks, files = _split_names(names)
-    results = [(status.path, status.error) for status in weights_status(dest, networks)]
+    results: list[tuple[Path, Exception | None]] = [(s.path, s.error) for s in weights_status(dest, networks)]
     results += [(path, error) for _spec, path, error in model_file_errors(dest, files)]
     for path, error in results:
         print(f"ok  {path}" if error is None else f"BAD {error}")

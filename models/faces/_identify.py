@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from models.faces._detect import detect_faces
-from models.faces._guard import guard_face, to_uint8
+from models.faces._guard import GuardDecision, guard_face, to_uint8
 from models.faces._match import MATCH_THRESHOLD, FaceMatch, KnownProfile, count_known_subjects, match_faces
 from models.faces._models import FaceModels
 
@@ -68,14 +68,14 @@ def identify_outputs(
         boxes = [face.box.scaled(scale) for face in faces]
         output_u8 = to_uint8(output)
         embeddings = np.zeros_like(references)
-        decisions = []
+        decisions: list[GuardDecision | None] = []
         for index, box in enumerate(boxes):
             if policy.guard:
-                output, output_u8, embeddings[index], decision = guard_face(
+                output, output_u8, embeddings[index], guarded = guard_face(
                     output, output_u8, source_u8, box, references[index], models,
                     max_drift=policy.max_drift, blend_steps=policy.blend_steps,
                 )  # fmt: skip
-                decisions.append(decision)
+                decisions.append(guarded)
             else:
                 embeddings[index] = models.embed(output_u8, [box])[0]
                 decisions.append(None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -21,8 +21,12 @@ from server.schemas import ErrorResponse
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
-_UNAUTHORIZED = {401: {"model": ErrorResponse, "description": "Missing or invalid API key"}}
-_NOT_FOUND = {404: {"model": ErrorResponse, "description": "Unknown profile id, or another account's"}}
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key"}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "Unknown profile id, or another account's"}
+}
 
 
 def profiles_of(request: Request) -> ProfileService:
@@ -35,7 +39,7 @@ def profiles_of(request: Request) -> ProfileService:
 ProfilesDep = Annotated[ProfileService, Depends(profiles_of)]
 
 
-@router.post("/add", response_model=AddProfileResponse, responses=_UNAUTHORIZED)  # type: ignore[arg-type]
+@router.post("/add", response_model=AddProfileResponse, responses=_UNAUTHORIZED)
 async def add_profile(body: AddProfileRequest, account: CurrentAccount, profiles: ProfilesDep) -> AddProfileResponse:
     """Create a profile from 5..50 reference photos of one person (standard tier 10..50, fast 5..10).
     Answers at once; poll ``/profiles/{profile_id}/status`` until READY or ERROR."""
@@ -43,7 +47,7 @@ async def add_profile(body: AddProfileRequest, account: CurrentAccount, profiles
     return AddProfileResponse(profile_id=record.id)
 
 
-@router.get("/ids", response_model=ProfileIdsResponse, responses=_UNAUTHORIZED)  # type: ignore[arg-type]
+@router.get("/ids", response_model=ProfileIdsResponse, responses=_UNAUTHORIZED)
 async def profile_ids(
     account: CurrentAccount,
     profiles: ProfilesDep,
@@ -56,7 +60,7 @@ async def profile_ids(
 @router.get(
     "/{profile_id}/status",
     response_model=ProfileStatusResponse,
-    responses={**_UNAUTHORIZED, **_NOT_FOUND},  # type: ignore[dict-item]
+    responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
 async def profile_status(profile_id: str, account: CurrentAccount, profiles: ProfilesDep) -> ProfileStatusResponse:
     """VALIDATING → QUEUING → IN_PROGRESS → READY, or ERROR with a message saying why."""
@@ -67,7 +71,7 @@ async def profile_status(profile_id: str, account: CurrentAccount, profiles: Pro
 @router.get(
     "/{profile_id}/profile_picture",
     response_class=Response,
-    responses={  # type: ignore[dict-item]
+    responses={
         200: {"content": {"image/jpeg": {}}, "description": "A JPEG of the subject's face"},
         400: {"model": ErrorResponse, "description": "The profile is not READY (PROFILE_NOT_READY)"},
         **_UNAUTHORIZED,
@@ -83,7 +87,7 @@ async def profile_picture(profile_id: str, account: CurrentAccount, profiles: Pr
 @router.delete(
     "/{profile_id}",
     response_model=DeleteProfileResponse,
-    responses={**_UNAUTHORIZED, **_NOT_FOUND},  # type: ignore[dict-item]
+    responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
 async def delete_profile(profile_id: str, account: CurrentAccount, profiles: ProfilesDep) -> DeleteProfileResponse:
     """Delete the profile and everything derived from its references (embeddings, picture), for good."""
