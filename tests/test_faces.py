@@ -30,6 +30,7 @@ from models.faces import (
     identify_outputs,
     match_faces,
     soften_face,
+    to_uint8,
 )
 from tests.face_photos import FACE_BOXES, augment, load_photo
 
@@ -242,13 +243,13 @@ def test_soften_face_keeps_the_outputs_tone() -> None:
     assert abs(float(softened[centre].mean()) - float(output[centre].mean())) < 0.02
 
 
-def test_guard_softens_a_face_the_enhancement_moved_and_keeps_one_it_did_not(face_models: FaceModels) -> None:
+@pytest.fixture(scope="module")
+def swapped_face(face_models: FaceModels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source uint8, faithful ×3 output uint8, the same output with Biden's face pasted over Obama's:
+    an "enhancement" that invents a different face)."""
     source_u8 = augment("obama2", np.random.default_rng(4), (70, 70))
-    source = source_u8.astype(np.float32) / 255.0
-    height, width = source.shape[:2]
+    height, width = source_u8.shape[:2]
     faithful = np.asarray(Image.fromarray(source_u8).resize((width * 3, height * 3), Image.Resampling.BICUBIC))
-    faithful = faithful.astype(np.float32) / 255.0
-    # An "enhancement" that invents a different face: Biden's, pasted over Obama's.
     (face,) = detect_faces(source_u8, face_models)
     box = face.box.scaled(3)
     swapped = faithful.copy()
@@ -256,7 +257,14 @@ def test_guard_softens_a_face_the_enhancement_moved_and_keeps_one_it_did_not(fac
     left, top, side = FACE_BOXES["biden"]
     x0, y0, x1, y1 = (round(v) for v in (box.left, box.top, box.right, box.bottom))
     patch = Image.fromarray(biden[top : top + side, left : left + side]).resize((x1 - x0, y1 - y0))
-    swapped[y0:y1, x0:x1] = np.asarray(patch, dtype=np.float32) / 255.0
+    swapped[y0:y1, x0:x1] = np.asarray(patch)
+    return source_u8, faithful, swapped
+
+
+def test_guard_softens_a_face_the_enhancement_moved_and_keeps_one_it_did_not(
+    face_models: FaceModels, swapped_face: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    source, faithful, swapped = (image.astype(np.float32) / 255.0 for image in swapped_face)
     result = identify_outputs(source, [faithful, swapped], face_models, [], IdentityPolicy(max_drift=0.2))
     kept, softened = result.report["faces"][0]["outputs"]
     assert kept["guard"] == "kept" and kept["drift"] <= 0.2
@@ -265,6 +273,25 @@ def test_guard_softens_a_face_the_enhancement_moved_and_keeps_one_it_did_not(fac
     assert softened["drift_after"] < softened["drift"] / 2
     assert result.images[0] is faithful
     assert not np.array_equal(result.images[1], swapped)
+    assert result.images[1].dtype == np.float32
+
+
+def test_guard_on_uint8_outputs_returns_uint8_equal_to_the_float_guard_rounded(
+    face_models: FaceModels, swapped_face: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    source_u8, faithful_u8, swapped_u8 = swapped_face
+    source = source_u8.astype(np.float32) / 255.0
+    policy = IdentityPolicy(max_drift=0.2)
+    as_float = identify_outputs(
+        source, [faithful_u8.astype(np.float32) / 255.0, swapped_u8.astype(np.float32) / 255.0], face_models, [], policy
+    )
+    result = identify_outputs(source, [faithful_u8, swapped_u8], face_models, [], policy)
+    assert [o["guard"] for o in result.report["faces"][0]["outputs"]] == ["kept", "softened"]
+    assert result.report["faces"] == as_float.report["faces"]
+    assert result.images[0] is faithful_u8  # kept: the given array, never converted
+    assert result.images[1].dtype == np.uint8
+    assert not np.array_equal(result.images[1], swapped_u8)
+    np.testing.assert_array_equal(result.images[1], to_uint8(as_float.images[1]))
 
 
 def test_identify_outputs_counts_candidates_and_never_reports_others(face_models: FaceModels) -> None:
@@ -287,6 +314,44 @@ def test_identify_outputs_without_faces_counts_nothing(face_models: FaceModels) 
     result = identify_outputs(image, [image], face_models, [], IdentityPolicy())
     assert result.counts == {} and result.report["faces"] == []
     assert result.images[0] is image
+
+
+def test_identify_outputs_without_faces_returns_uint8_outputs_untouched(face_models: FaceModels) -> None:
+    from skimage import data
+
+    output = np.ascontiguousarray(data.coffee())
+    snapshot = output.copy()
+    result = identify_outputs(output.astype(np.float32) / 255.0, [output], face_models, [], IdentityPolicy())
+    assert result.report["faces"] == []
+    assert result.images[0] is output
+    np.testing.assert_array_equal(output, snapshot)
+
+
+def test_identify_outputs_counts_on_uint8_outputs_and_returns_them_as_given(face_models: FaceModels) -> None:
+    obama = KnownProfile("prof_obama", embed_largest(face_models, load_photo("obama")))
+    image_u8 = paste_faces(["obama3", "biden"], 90, (640, 480))
+    output = np.asarray(Image.fromarray(image_u8).resize((1280, 960), Image.Resampling.BICUBIC))
+    result = identify_outputs(image_u8.astype(np.float32) / 255.0, [output], face_models, [obama], IdentityPolicy())
+    assert result.counts == {"prof_obama": 1}
+    assert [o["guard"] for face in result.report["faces"] for o in face["outputs"]] == ["kept", "kept"]
+    assert result.images[0] is output
+
+
+@pytest.mark.parametrize(
+    ("source_dtype", "output_dtype", "fragment"),
+    [
+        (np.float32, np.uint16, "outputs must be uint8 or floating point"),
+        (np.float32, np.int32, "outputs must be uint8 or floating point"),
+        (np.uint8, np.uint8, "source must be floating point"),
+    ],
+)
+def test_identify_outputs_refuses_other_dtypes(
+    face_models: FaceModels, source_dtype: type, output_dtype: type, fragment: str
+) -> None:
+    source: np.ndarray = np.zeros((32, 32, 3), source_dtype)
+    output: np.ndarray = np.zeros((64, 64, 3), output_dtype)
+    with pytest.raises(ValueError, match=fragment):
+        identify_outputs(source, [output], face_models, [], IdentityPolicy())
 
 
 # --- model files ----------------------------------------------------------------------------------

@@ -40,6 +40,45 @@ def test_encode_png_round_trips_exactly(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(np.asarray(image), skimage.data.coffee())
 
 
+def test_encode_png_round_trips_uint8_exactly(coffee: np.ndarray) -> None:
+    image = open_encoded(encode_image(coffee, None, "png"))
+    assert image.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(image), coffee)
+
+
+def test_encode_png_round_trips_uint8_alpha_exactly(coffee: np.ndarray) -> None:
+    alpha = np.random.default_rng(5).integers(0, 256, coffee.shape[:2], dtype=np.uint8)
+    image = open_encoded(encode_image(coffee, alpha, "png"))
+    assert image.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(image), np.dstack([coffee, alpha]))
+
+
+def test_encode_uint8_does_not_rescale_dark_images() -> None:
+    rgb = np.array([[[0, 1, 2], [3, 4, 5]]], np.uint8)  # would become 0 or 255 if read as [0, 1] floats
+    np.testing.assert_array_equal(np.asarray(open_encoded(encode_image(rgb, None, "png"))), rgb)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg"])
+def test_encode_gives_identical_bytes_for_float_and_its_uint8_rounding(photo: np.ndarray, fmt: str) -> None:
+    # Off-level floats (as a float pipeline gives), some outside [0, 1], against their rounding.
+    noise = np.random.default_rng(6).uniform(-0.49 / 255, 0.49 / 255, photo.shape).astype(np.float32)
+    rgb = photo + noise
+    rgb[:8, :8] = 1.2
+    rgb[-8:, -8:] = -0.1
+    quantised = np.rint(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8)
+    assert encode_image(rgb, None, fmt) == encode_image(quantised, None, fmt)  # type: ignore[arg-type]
+
+
+def test_encode_gives_identical_png_bytes_for_float_and_uint8_alpha_in_any_mix(coffee: np.ndarray) -> None:
+    alpha_u8 = np.random.default_rng(7).integers(0, 256, coffee.shape[:2], dtype=np.uint8)
+    alpha = alpha_u8.astype(np.float32) / 255.0
+    rgb = coffee.astype(np.float32) / 255.0
+    expected = encode_image(coffee, alpha_u8, "png")
+    assert encode_image(rgb, alpha, "png") == expected
+    assert encode_image(coffee, alpha, "png") == expected
+    assert encode_image(rgb, alpha_u8, "png") == expected
+
+
 def test_encode_jpg_round_trips_within_tolerance(photo: np.ndarray) -> None:
     data = encode_image(photo, None, "jpg")
     image = open_encoded(data)
@@ -137,7 +176,9 @@ def test_encode_jpg_with_alpha_is_refused(photo: np.ndarray) -> None:
 @pytest.mark.parametrize(
     ("rgb", "fragment"),
     [
-        (np.zeros((4, 4, 3), np.uint8), "floating point"),
+        (np.zeros((4, 4, 3), np.uint16), "uint8 or floating point"),
+        (np.zeros((4, 4, 3), np.int32), "uint8 or floating point"),
+        (np.zeros((4, 4, 3), np.bool_), "uint8 or floating point"),
         (np.zeros((4, 4), np.float32), "H×W×3"),
         (np.zeros((4, 4, 4), np.float32), "H×W×3"),
         (np.zeros((0, 4, 3), np.float32), "H×W×3"),
@@ -147,6 +188,19 @@ def test_encode_jpg_with_alpha_is_refused(photo: np.ndarray) -> None:
 def test_encode_refuses_bad_rgb_arrays(rgb: np.ndarray, fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         encode_image(rgb, None, "png")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.int8])
+def test_encode_refuses_alpha_of_other_integer_dtypes(photo: np.ndarray, dtype: type) -> None:
+    with pytest.raises(ValueError, match="alpha must be uint8 or floating point"):
+        encode_image(photo, np.zeros(photo.shape[:2], dtype), "png")
+
+
+def test_encode_refuses_nan_in_float_alpha(coffee: np.ndarray) -> None:
+    alpha = np.ones(coffee.shape[:2], np.float32)
+    alpha[3, 4] = np.nan
+    with pytest.raises(ValueError, match="alpha contains NaN"):
+        encode_image(coffee, alpha, "png")
 
 
 def test_encode_refuses_mismatched_alpha(photo: np.ndarray) -> None:
@@ -210,3 +264,42 @@ def test_flattened_image_encodes_as_jpg(photo: np.ndarray) -> None:
     image = open_encoded(encode_image(flatten_alpha(photo, alpha), None, "jpg"))
     expected = skimage.data.coffee() * 0.5 + 127.5
     assert float(np.abs(np.asarray(image, dtype=np.float32) - expected).mean()) < 2.0
+
+
+def test_flatten_alpha_reads_uint8_as_levels_over_255() -> None:
+    rgb = np.zeros((2, 2, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red
+    alpha = np.array([[255, 0], [51, 204]], np.uint8)
+    flat = flatten_alpha(rgb, alpha)
+    assert flat.dtype == np.float32
+    assert flat.flags.c_contiguous
+    np.testing.assert_allclose(flat[0, 0], (1.0, 0.0, 0.0), atol=1e-6)
+    np.testing.assert_allclose(flat[0, 1], (1.0, 1.0, 1.0), atol=1e-6)
+    np.testing.assert_allclose(flat[1, 0], (1.0, 0.8, 0.8), atol=1e-6)
+    np.testing.assert_allclose(flat[1, 1], (1.0, 0.2, 0.2), atol=1e-6)
+
+
+def test_flatten_alpha_gives_the_same_for_uint8_and_float_inputs_in_any_mix(coffee: np.ndarray) -> None:
+    alpha_u8 = np.random.default_rng(8).integers(0, 256, coffee.shape[:2], dtype=np.uint8)
+    rgb, alpha = coffee.astype(np.float32) / 255.0, alpha_u8.astype(np.float32) / 255.0
+    expected = flatten_alpha(rgb, alpha, background=(0.2, 0.4, 0.6))
+    for colour, weight in ((coffee, alpha_u8), (coffee, alpha), (rgb, alpha_u8)):
+        flat = flatten_alpha(colour, weight, background=(0.2, 0.4, 0.6))
+        assert flat.dtype == np.float32
+        np.testing.assert_array_equal(flat, expected)
+
+
+def test_flattened_uint8_image_encodes_as_jpg_like_its_float_twin(coffee: np.ndarray) -> None:
+    alpha_u8 = np.full(coffee.shape[:2], 128, np.uint8)
+    from_uint8 = encode_image(flatten_alpha(coffee, alpha_u8), None, "jpg")
+    from_float = encode_image(
+        flatten_alpha(coffee.astype(np.float32) / 255.0, alpha_u8.astype(np.float32) / 255.0), None, "jpg"
+    )
+    assert from_uint8 == from_float
+    expected = coffee * (128 / 255) + 255 * (127 / 255)
+    assert float(np.abs(np.asarray(open_encoded(from_uint8), dtype=np.float32) - expected).mean()) < 2.0
+
+
+def test_flatten_alpha_refuses_integer_alpha_other_than_uint8(coffee: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="alpha must be uint8 or floating point"):
+        flatten_alpha(coffee, np.zeros(coffee.shape[:2], np.uint16))

@@ -101,16 +101,20 @@ def guard_face(
     blend_steps: tuple[float, ...],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, GuardDecision]:
     """Check one face of one output against its input embedding ``reference`` (128,) and soften it
-    when it drifted more than ``max_drift``. ``output`` is float32 h×w×3 in [0, 1], ``output_u8`` the
-    same as uint8, ``box`` in output pixels. Returns (output, output_u8, embedding on the returned
-    output, decision); the arrays are new only when the face was softened."""
+    when it drifted more than ``max_drift``. ``output`` is float32 h×w×3 in [0, 1] or uint8 h×w×3
+    (converted to float32 only when the face must be softened), ``output_u8`` the same as uint8 (the
+    same array when ``output`` is uint8), ``source`` the input as uint8 H×W×3, ``box`` in output pixels.
+    Returns (output, output_u8, embedding on the returned output, decision): the given arrays when the
+    face was kept; new ones when it was softened, ``output`` then float32 and ``output_u8`` its
+    :func:`to_uint8`."""
     embedding = models.embed(output_u8, [box])[0]
     drift = float(np.linalg.norm(embedding - reference))
     if drift <= max_drift:
         return output, output_u8, embedding, GuardDecision(drift, 0.0, drift)
     best = (output, output_u8, embedding, GuardDecision(drift, 0.0, drift))
+    base = _to_float(output) if output.dtype == np.uint8 else output
     for weight in blend_steps:
-        softened = soften_face(output, source, box, weight)
+        softened = soften_face(base, source, box, weight)
         softened_u8 = to_uint8(softened)
         moved = models.embed(softened_u8, [box])[0]
         after = float(np.linalg.norm(moved - reference))
@@ -123,3 +127,8 @@ def guard_face(
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float32 [0, 1] → uint8, rounded (what the encoder writes)."""
     return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 → float32 [0, 1] (level/255); :func:`to_uint8` maps it back exactly."""
+    return np.divide(image, np.float32(255.0), dtype=np.float32)

@@ -31,8 +31,9 @@ class IdentityPolicy:
 
 @dataclass(frozen=True)
 class IdentityResult:
-    """The outputs after the guard (float32 h×w×3 in [0, 1], new arrays only where a face was
-    softened), ``counts`` for ``known_subjects``, and ``report`` for ``X-Enhance-Parameters``."""
+    """The outputs after the guard, each in the dtype it was given (uint8 h×w×3, or float h×w×3 in
+    [0, 1]; the given arrays themselves unless a face on them was softened), ``counts`` for
+    ``known_subjects``, and ``report`` for ``X-Enhance-Parameters``."""
 
     images: list[np.ndarray]
     counts: dict[str, int]
@@ -47,8 +48,22 @@ def identify_outputs(
     policy: IdentityPolicy,
 ) -> IdentityResult:
     """Detect faces on ``source`` (the input, float32 H×W×3 in [0, 1], sRGB), map them onto every
-    output (float32 h×w×3, the same aspect), embed them on each output, guard them, and match them
-    one-to-one against ``candidates``. Only candidates can be counted or named in the report."""
+    output (h×w×3, the same aspect, RGB: uint8 as the pipeline quantises them, or float in [0, 1]),
+    embed them on each output, guard them, and match them one-to-one against ``candidates``. Only
+    candidates can be counted or named in the report.
+
+    Each returned image has its output's dtype. A uint8 output is embedded as is and converted to
+    float only when a face on it is softened; the softened result is re-quantised with
+    :func:`to_uint8`. With no face found, the outputs are returned untouched (the same arrays).
+
+    Raises:
+        ValueError: ``source`` is not floating point, or an output is neither uint8 nor floating point.
+    """
+    if not np.issubdtype(source.dtype, np.floating):
+        raise ValueError(f"source must be floating point in [0, 1] (float32), got dtype {source.dtype}")
+    for given in outputs:
+        if given.dtype != np.uint8 and not np.issubdtype(given.dtype, np.floating):
+            raise ValueError(f"outputs must be uint8 or floating point in [0, 1], got dtype {given.dtype}")
     timings: dict[str, float] = {}
     mark = time.perf_counter()
     source_u8 = to_uint8(source)
@@ -63,10 +78,12 @@ def identify_outputs(
     face_reports: list[dict[str, Any]] = [
         {"box": face.box.as_list(), "confidence": round(face.confidence, 2), "outputs": []} for face in faces
     ]
-    for output in outputs:
-        scale = output.shape[1] / source.shape[1]
+    for given in outputs:
+        scale = given.shape[1] / source.shape[1]
         boxes = [face.box.scaled(scale) for face in faces]
-        output_u8 = to_uint8(output)
+        quantised = given.dtype == np.uint8
+        output = given
+        output_u8 = given if quantised else to_uint8(given)
         embeddings = np.zeros_like(references)
         decisions: list[GuardDecision | None] = []
         for index, box in enumerate(boxes):
@@ -90,7 +107,7 @@ def identify_outputs(
             if index in by_face:
                 entry |= {"match": by_face[index].profile_id, "distance": round(by_face[index].distance, 3)}
             face_reports[index]["outputs"].append(entry)
-        images.append(output)
+        images.append(output_u8 if quantised else output)
         per_output.append(matches)
     timings["embed_guard_match_s"] = time.perf_counter() - mark
     report = {

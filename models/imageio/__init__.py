@@ -78,7 +78,10 @@ Decoding
     only 41–46 dB and 11 % softer, so it is not used.
 
 Encoding
-  * 8-bit output; values clipped and rounded to nearest. The sRGB ICC profile (LittleCMS's built-in,
+  * 8-bit output. uint8 pixels (the pipeline's outputs, quantised on the device) are written as they
+    are; floating-point pixels are clipped to [0, 1] and rounded to nearest, so float ``x`` and uint8
+    ``round(x·255)`` give identical bytes. :func:`flatten_alpha` takes either and returns float32 (not
+    quantised: the encoder rounds once). The sRGB ICC profile (LittleCMS's built-in,
     ``ImageCms.createProfile("sRGB")``) is embedded in every file. The given EXIF is written without
     Orientation (pixels are upright) and with PixelX/YDimension set to the output size when present;
     GPS is kept if the caller passes it (the decoder has already removed it).
