@@ -48,12 +48,29 @@ def _cascade() -> object:
         return _detector
 
 
-def _detect(gray: np.ndarray) -> list[tuple[int, int, int, int]]:
+def _detect(gray: np.ndarray, min_face: int = MIN_FACE, max_face: int | None = None) -> list[tuple[int, int, int, int]]:
     side = min(gray.shape)
+    largest = side if max_face is None else min(side, max_face)
+    if largest < min_face:
+        return []
     found = _cascade().detect_multi_scale(  # type: ignore[attr-defined]
-        img=gray, scale_factor=1.2, step_ratio=1, min_size=(MIN_FACE, MIN_FACE), max_size=(side, side)
+        img=gray, scale_factor=1.2, step_ratio=1, min_size=(min_face, min_face), max_size=(largest, largest)
     )
     return [(d["c"], d["r"], d["width"], d["height"]) for d in found]
+
+
+def _mirror_confirms(gray: np.ndarray, box: tuple[int, int, int, int]) -> bool:
+    """Whether the mirrored image shows a face where ``box`` is. Only a window around the box is
+    searched, at sizes near the box's (the whole mirrored image would double the detector's cost)."""
+    x, y, w, h = box
+    margin = w // 2
+    x0, y0 = max(0, x - margin), max(0, y - margin)
+    x1, y1 = min(gray.shape[1], x + w + margin), min(gray.shape[0], y + h + margin)
+    window = gray[y0:y1, x0:x1][:, ::-1].copy()
+    found = _detect(window, max(MIN_FACE, int(w * 0.7)), int(w * 1.45) + 1)
+    # Back to image coordinates: a box at column c of the mirrored window starts at x1 - c - width.
+    mirrored = [(x1 - c - bw, y0 + r, bw, bh) for c, r, bw, bh in found]
+    return any(_overlap(box, other) > 0.5 for other in mirrored)
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -83,9 +100,7 @@ def detect_faces(rgb: np.ndarray) -> list[FaceBox]:
     gray = luma(small).astype(np.float64)
     if min(gray.shape) < MIN_FACE:
         return []
-    direct = _detect(gray)
-    mirrored = [(gray.shape[1] - x - w, y, w, h) for x, y, w, h in _detect(gray[:, ::-1].copy())]
-    confirmed = [box for box in direct if any(_overlap(box, other) > 0.5 for other in mirrored)]
+    confirmed = [box for box in _detect(gray) if _mirror_confirms(gray, box)]
     colourful = float(np.abs(small - small.mean(axis=2, keepdims=True)).mean()) > 0.02
     if colourful:
         # In colour, a face shows skin somewhere in its middle (any skin tone falls in the chroma box).
