@@ -39,3 +39,10 @@ class ModelOutOfMemoryError(EnhanceError):
     """Raised by the super-resolution runner when even the smallest tile does not fit in memory."""
 
     code = "SERVICE_UNAVAILABLE"
+
+
+class RequestCancelledError(EnhanceError):
+    """Raised inside a request's worker thread when its caller went away (client disconnected, job
+    stopped): its queued network work is dropped and the thread stops at the next checkpoint."""
+
+    code = "SERVICE_UNAVAILABLE"

@@ -1,4 +1,8 @@
-"""``python -m server --host H --port P``: start the service on the settings from the environment."""
+"""``python -m server --host H --port P``: start the service on the settings from the environment.
+
+``python -m server --warmup``: load the networks (pulling missing weights) and, with
+``ENHANCE_COMPILE_MODE`` set, compile them into the compile cache, then exit — a build or deploy step,
+so that the service's own start loads compiled kernels instead of compiling for minutes."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import logging
 import uvicorn
 
 from server.app import create_app
+from server.engine import Engine
 from server.settings import get_settings
 
 
@@ -15,11 +20,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m server", description="Run the enhance service.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+    parser.add_argument(
+        "--warmup",
+        action="store_true",
+        help="load (and compile, when ENHANCE_COMPILE_MODE is set) the networks, then exit",
+    )
     args = parser.parse_args()
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.warmup:
+        Engine.load(settings).close()
+        return
     app = create_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from models.sr import BatchStats
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import JobService
@@ -65,6 +66,38 @@ class Metrics:
         self.gpu_memory = Gauge(
             "enhance_gpu_memory_bytes", "GPU memory allocated by this process", registry=self.registry
         )
+        self.gpu_peak_memory = Gauge(
+            "enhance_gpu_peak_memory_bytes", "Peak GPU memory reserved by this process", registry=self.registry
+        )
+        self.memory_budget = Gauge(
+            "enhance_memory_budget_bytes", "Device memory budget of the service", registry=self.registry
+        )
+        self.memory_reserved = Gauge(
+            "enhance_memory_reserved_bytes", "Budget bytes held by requests on the device now", registry=self.registry
+        )
+        self.tiles_queued = Gauge(
+            "enhance_network_tiles_queued", "Tiles waiting for the network worker", registry=self.registry
+        )
+        self.batches = Counter("enhance_network_batches", "Network batches run", registry=self.registry)
+        self.batch_tiles = Histogram(
+            "enhance_network_batch_tiles",
+            "Tiles per network batch",
+            registry=self.registry,
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+        )
+        self.tile_pixels = Counter(
+            "enhance_network_tile_pixels", "Input pixels the network ran, padding included", registry=self.registry
+        )
+        self.busy_seconds = Counter(
+            "enhance_network_busy_seconds", "Device time of network batches", registry=self.registry
+        )
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        """Called by the tile batcher's thread after each batch."""
+        self.batches.inc()
+        self.batch_tiles.observe(stats.tiles)
+        self.tile_pixels.inc(stats.pixels)
+        self.busy_seconds.inc(stats.seconds)
 
     def refresh(self, app: FastAPI) -> None:
         worker: EnhanceWorker | None = getattr(app.state, "worker", None)
@@ -72,10 +105,19 @@ class Metrics:
         jobs: JobService | None = getattr(app.state, "jobs", None)
         self.jobs_pending.set(jobs.pending if jobs else 0)
         engine: Engine | None = getattr(app.state, "engine", None)
-        if engine is not None and engine.device.type == "cuda":
+        if engine is None:
+            return
+        if engine.budget is not None:
+            self.memory_budget.set(engine.budget.total)
+        if engine.memory is not None:
+            self.memory_reserved.set(engine.memory.used_bytes)
+        if engine.batcher is not None:
+            self.tiles_queued.set(engine.batcher.queued)
+        if engine.device.type == "cuda":
             import torch
 
             self.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
+            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(engine.device))
 
 
 def _load_or_create_secret(data_dir: Path) -> bytes:
@@ -123,7 +165,9 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
-        app.state.engine = await anyio.to_thread.run_sync(Engine.load, settings)
+        app.state.engine = await anyio.to_thread.run_sync(
+            lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
+        )
         face_models = await anyio.to_thread.run_sync(load_face_models, settings)
         profile_store = ProfileStore(database, data_dir / "profiles")
         app.state.identity = Identity(face_models, profile_store, settings)
@@ -147,6 +191,8 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         finally:
             await jobs.stop()
             await profiles.stop()
+            app.state.worker.close()
+            await anyio.to_thread.run_sync(app.state.engine.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,30 @@ import torch
 import weights
 from models.pipeline import EnhanceOptions, EnhanceResult, enhance_image
 from models.prompt import parse_prompt
-from models.sr import SRModel, choose_tile_size, get_network, load_sr_model
+from models.sr import (
+    BatchStats,
+    CancelToken,
+    MemoryBudget,
+    SRModel,
+    TileBatcher,
+    choose_tile_size,
+    compile_network,
+    get_network,
+    load_sr_model,
+)
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_NETWORK = "x4plus"
+# Tiles are padded to a multiple of this many pixels so that tiles of different requests share shapes.
+TILE_QUANTUM = 32
+# The share of the memory budget (after the weights) that network batches may use; requests' own
+# buffers (canvases, render, outputs) share the rest.
+NETWORK_SHARE = 0.5
+# The budget on CPU when none is set: host memory is not managed like a GPU's, but the same bound on
+# requests in flight keeps a small machine from swapping.
+CPU_BUDGET_BYTES = 8 * 1024**3
 # The network for each content type the analysis can infer (the policy picks one per request).
 CONTENT_NETWORKS = {"photo": "x4plus", "illustration": "x4plus-anime"}
 
@@ -32,18 +51,59 @@ def weights_dir_of(settings: Settings) -> Path:
     return settings.weights_dir or weights.default_weights_dir()
 
 
+def memory_budget_bytes(settings: Settings, device: torch.device) -> int:
+    """The device memory the enhance work may use: the setting, else 90 % of the GPU (CPU: 8 GiB)."""
+    if settings.memory_budget_gb > 0:
+        return int(settings.memory_budget_gb * 1024**3)
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory * 0.9)
+    return CPU_BUDGET_BYTES
+
+
+def _module_bytes(models: dict[str, SRModel]) -> int:
+    modules = {id(m): m for model in models.values() for m in (model.fast, model.exact)}.values()
+    return sum(p.numel() * p.element_size() for module in modules for p in module.parameters())
+
+
+@dataclass(frozen=True)
+class DeviceBudget:
+    """How the memory budget is split: the weights, the network batches' workspace, the requests."""
+
+    total: int
+    weights: int
+    workspace: int
+    requests: int
+
+
+def split_budget(total: int, weights_bytes: int) -> DeviceBudget:
+    """Split ``total`` after ``weights_bytes``: ``NETWORK_SHARE`` to network batches, the rest to
+    requests. Raises ``ValueError`` when the weights alone exceed it."""
+    free = total - weights_bytes
+    if free <= 0:
+        raise ValueError(f"memory budget of {total / 1024**3:.1f} GiB does not even hold the weights")
+    workspace = int(free * NETWORK_SHARE)
+    return DeviceBudget(total=total, weights=weights_bytes, workspace=workspace, requests=free - workspace)
+
+
 @dataclass
 class Engine:
     """The networks on their device (``model`` is the photo network; ``models`` maps each content type
-    to its network), and the options every request starts from."""
+    to its network), the tile batcher that owns the network, the memory budget requests reserve from,
+    and the options every request starts from."""
 
     model: SRModel
     settings: Settings
     models: dict[str, SRModel] | None = None
+    batcher: TileBatcher | None = None
+    memory: MemoryBudget | None = None
+    budget: DeviceBudget | None = None
+    tile: int = field(default=0)
 
     @classmethod
-    def load(cls, settings: Settings) -> Engine:
-        """Load (pulling first when allowed and missing) the weights and build the networks."""
+    def load(cls, settings: Settings, *, on_batch: Callable[[BatchStats], None] | None = None) -> Engine:
+        """Load (pulling first when allowed and missing) the weights, build the networks, split the
+        memory budget, start the tile batcher and, when ``compile_mode`` is set, compile and warm up
+        the networks for their tile shapes (minutes on a cold cache; before the service is ready)."""
         networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
         names = sorted({n.weights_name for n in networks.values()})
         weights_dir = weights_dir_of(settings)
@@ -59,7 +119,52 @@ class Engine:
             state_dict = weights.load_state_dict(network.weights_name, weights_dir)
             models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
             logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
-        return cls(model=models["photo"], settings=settings, models=models)
+        total = memory_budget_bytes(settings, device)
+        if device.type == "cuda":
+            # A hard cap: allocations beyond the budget raise out-of-memory (handled) instead of growing.
+            capacity = torch.cuda.get_device_properties(device).total_memory
+            torch.cuda.set_per_process_memory_fraction(min(1.0, total / capacity), device)
+        budget = split_budget(total, _module_bytes(models))
+        batcher = TileBatcher(
+            max_batch=settings.tile_batch_size,
+            max_wait_s=settings.batch_wait_ms / 1000.0,
+            workspace_bytes=budget.workspace,
+            on_batch=on_batch,
+        )
+        photo = models["photo"]
+        tile = settings.tile_size or choose_tile_size(
+            photo, max_tile=settings.max_tile_size, cpu_tile=settings.cpu_tile_size, workspace_bytes=budget.workspace
+        )
+        if settings.compile_mode != "off":
+            sides = [side for side in settings.compile_tile_side_list if side <= tile]
+            cache_dir = settings.compile_cache_dir or settings.data_dir / "compile-cache"
+            for content, model in list(models.items()):
+                models[content] = compile_network(
+                    model,
+                    mode=settings.compile_mode,
+                    tile_sides=sides,
+                    batch_limit=lambda h, w, m=model: batcher.batch_limit(m, h, w),
+                    cache_dir=cache_dir,
+                )
+        logger.info(
+            "memory budget %.1f GiB: weights %.2f, network batches %.1f, requests %.1f; tiles up to %d px",
+            *(v / 1024**3 for v in (budget.total, budget.weights, budget.workspace, budget.requests)),
+            tile,
+        )
+        return cls(
+            model=models["photo"],
+            settings=settings,
+            models=models,
+            batcher=batcher,
+            memory=MemoryBudget(budget.requests),
+            budget=budget,
+            tile=tile,
+        )
+
+    def close(self) -> None:
+        """Stop the tile batcher (queued tiles finish first)."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     @property
     def device(self) -> torch.device:
@@ -68,7 +173,9 @@ class Engine:
     def options(self, num_outputs: int) -> EnhanceOptions:
         s = self.settings
         on_cuda = self.device.type == "cuda"
-        tile = s.tile_size or choose_tile_size(self.model, max_tile=s.max_tile_size, cpu_tile=s.cpu_tile_size)
+        tile = self.tile or s.tile_size
+        if not tile:
+            tile = choose_tile_size(self.model, max_tile=s.max_tile_size, cpu_tile=s.cpu_tile_size)
         return EnhanceOptions(
             num_outputs=num_outputs,
             target_long_side=s.target_long_side,
@@ -76,6 +183,7 @@ class Engine:
             tile=tile,
             overlap=s.tile_overlap,
             batch_size=s.tile_batch_size,
+            tile_quantum=TILE_QUANTUM,
         )
 
     def enhance(
@@ -86,9 +194,11 @@ class Engine:
         *,
         prompt: str | None = None,
         source: bytes | None = None,
+        cancel: CancelToken | None = None,
     ) -> EnhanceResult:
         """Analyse, steer by ``prompt`` and enhance one decoded image; ``source`` is its file bytes
-        (a JPEG's quantisation tables give its quality exactly)."""
+        (a JPEG's quantisation tables give its quality exactly). The network's tiles go through the
+        batcher (shared with every other request); ``cancel`` stops it early."""
         return enhance_image(
             rgb,
             alpha,
@@ -96,6 +206,9 @@ class Engine:
             self.options(num_outputs),
             steering=parse_prompt(prompt),
             source=source,
+            runner=self.batcher,
+            memory=self.memory,
+            cancel=cancel,
         )
 
     def probe(self) -> None:

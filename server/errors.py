@@ -15,6 +15,7 @@ from models.errors import (
     ImageFetchError,
     InvalidImageError,
     ModelOutOfMemoryError,
+    RequestCancelledError,
     UnsupportedFormatError,
 )
 
@@ -91,6 +92,7 @@ STATUS_BY_ERROR: dict[type[EnhanceError], int] = {
     PayloadTooLargeError: 413,
     OverloadedError: 503,
     ModelOutOfMemoryError: 503,
+    RequestCancelledError: 503,
     NotReadyError: 503,
     RequestTimeoutError: 504,
 }

@@ -8,12 +8,14 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import anyio.to_thread
+from starlette.types import Message
 
+from models.errors import RequestCancelledError
 from models.faces import KnownProfile
 from models.imageio import FetchPolicy, decode_image, encode_image, flatten_alpha, load_image_source
 from models.pipeline import EnhanceResult
@@ -111,9 +113,7 @@ async def run_enhance(
 
     mark = time.perf_counter()
     data = await anyio.to_thread.run_sync(load_image_source, body.image, fetch_policy_of(settings))
-    decoded = await anyio.to_thread.run_sync(
-        lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels)
-    )
+    decoded = await anyio.to_thread.run_sync(lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels))
     timings["decode_s"] = time.perf_counter() - mark
 
     fmt: Literal["png", "jpg"]
@@ -128,8 +128,10 @@ async def run_enhance(
         fmt = settings.default_format_on(today)
 
     mark = time.perf_counter()
-    result = await worker.run(
-        engine.enhance, decoded.rgb, decoded.alpha, body.num_output_images, prompt=body.prompt, source=data
+    result = await worker.run_cancellable(
+        lambda cancel: engine.enhance(
+            decoded.rgb, decoded.alpha, body.num_output_images, prompt=body.prompt, source=data, cancel=cancel
+        )
     )
     timings["enhance_s"] = time.perf_counter() - mark
 
@@ -170,16 +172,40 @@ async def run_enhance(
     return EnhanceOutcome(response=response, parameters=parameters)
 
 
-async def run_with_time_limit(work: Coroutine[Any, Any, T], limit_s: float) -> T:
+async def wait_for_disconnect(receive: Callable[[], Awaitable[Message]]) -> None:
+    """Return when the client has gone away (ASGI ``http.disconnect``; the body was already read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def run_with_time_limit(
+    work: Coroutine[Any, Any, T], limit_s: float, *, abandon_when: Awaitable[None] | None = None
+) -> T:
     """Await ``work`` for at most ``limit_s`` seconds, else raise ``RequestTimeoutError`` at once. The
     model call cannot be interrupted mid-thread, so the work finishes in the background and its result
-    is dropped (its slot is freed when it ends); a cancelled caller cancels the work."""
+    is dropped (its slot is freed when it ends); a cancelled caller cancels the work. When
+    ``abandon_when`` (e.g. :func:`wait_for_disconnect`) completes first, the work is cancelled (its
+    queued network tiles are dropped) and ``RequestCancelledError`` is raised."""
     task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(abandon_when) if abandon_when is not None else None
     try:
-        done, _ = await asyncio.wait({task}, timeout=limit_s)
+        done, _ = await asyncio.wait(
+            {task} if watcher is None else {task, watcher}, timeout=limit_s, return_when=asyncio.FIRST_COMPLETED
+        )
     except asyncio.CancelledError:
         task.cancel()
         raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    if task in done:
+        return task.result()
+    if watcher is not None and watcher in done:
+        task.cancel()
+        task.add_done_callback(_drop_outcome)
+        raise RequestCancelledError("The client disconnected; the request was cancelled.")
     if not done:
         task.add_done_callback(_drop_outcome)
         raise RequestTimeoutError(
@@ -189,9 +215,9 @@ async def run_with_time_limit(work: Coroutine[Any, Any, T], limit_s: float) -> T
 
 
 def _drop_outcome(task: asyncio.Future[Any]) -> None:
-    """Retrieve a timed-out request's outcome so that its exception, if any, is not reported as lost."""
+    """Retrieve an abandoned request's outcome so that its exception, if any, is not reported as lost."""
     if not task.cancelled() and task.exception() is not None:
-        logger.info("a request that had timed out failed afterwards: %r", task.exception())
+        logger.info("an abandoned request (timed out or disconnected) failed afterwards: %r", task.exception())
 
 
 def parameters_header(parameters: dict[str, Any]) -> str:

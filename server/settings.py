@@ -34,7 +34,32 @@ class Settings(BaseSettings):
     half_precision: bool = Field(default=True, description="float16 on CUDA (NaN guard falls back to fp32).")
     tile_size: int = Field(default=0, ge=0, description="Tile side in network input px; 0 = from free memory.")
     tile_overlap: int = Field(default=24, ge=0, le=128, description="Tile overlap in network input px.")
-    tile_batch_size: int = Field(default=4, ge=1, le=64, description="Tiles per network batch.")
+    tile_batch_size: int = Field(
+        default=8, ge=1, le=64, description="Most tiles per network batch (tiles of one shape, from any requests)."
+    )
+    batch_wait_ms: float = Field(
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="How long the network worker waits for more tiles of the oldest tile's shape before a batch.",
+    )
+    memory_budget_gb: float = Field(
+        default=0,
+        ge=0,
+        description="Peak device memory of the service (weights, network batches, request buffers); "
+        "0 = 90% of the GPU (CPU: 8). Requests beyond it wait; the queue bound then gives 503.",
+    )
+    compile_mode: Literal["off", "default", "max-autotune", "max-autotune-no-cudagraphs"] = Field(
+        default="off",
+        description="torch.compile the networks for the tile sides below before serving (cached; the first "
+        "start takes minutes with max-autotune); 'off' runs eagerly.",
+    )
+    compile_tile_sides: str = Field(
+        default="256,512", description="Comma-separated square tile sides (input px) compiled when compile_mode is on."
+    )
+    compile_cache_dir: Path | None = Field(
+        default=None, description="Compiled kernels, kept across restarts; default: compile-cache in the data dir."
+    )
     max_tile_size: int = Field(default=1024, ge=64, description="Upper bound of the automatic tile size.")
     cpu_tile_size: int = Field(
         default=512, ge=32, description="Tile side on CPU (memory is not the limit there: whole images when small)."
@@ -64,7 +89,12 @@ class Settings(BaseSettings):
     public_base_url: str | None = Field(
         default=None, description="Base of download URLs (e.g. https://enhance.example.com); default: request's."
     )
-    max_concurrent_jobs: int = Field(default=1, ge=1, le=64, description="Enhancements running at once.")
+    max_concurrent_jobs: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Enhancements in progress at once (decoding, rendering, waiting for the shared network).",
+    )
     max_queued_jobs: int = Field(default=16, ge=0, description="Waiting enhancements; beyond: 503.")
     retry_after_s: int = Field(default=5, ge=1)
     cleanup_interval_s: float = Field(default=300.0, gt=0, description="Expired-file sweep interval.")
@@ -110,6 +140,21 @@ class Settings(BaseSettings):
         if value is not None and (len(value) < 32 or value.lower() in {"secret", "changeme", "change-me"}):
             raise ValueError("signing_secret must be at least 32 characters of real randomness")
         return value
+
+    @field_validator("compile_tile_sides")
+    @classmethod
+    def _tile_sides(cls, value: str) -> str:
+        try:
+            sides = [int(part) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise ValueError("compile_tile_sides must be comma-separated integers") from None
+        if any(side < 32 or side % 32 for side in sides):
+            raise ValueError("compile_tile_sides must be multiples of 32 (tiles are padded to those)")
+        return value
+
+    @property
+    def compile_tile_side_list(self) -> list[int]:
+        return [int(part) for part in self.compile_tile_sides.split(",") if part.strip()]
 
     @property
     def api_key_list(self) -> list[str]:

@@ -1,16 +1,21 @@
-"""The enhance worker: a bounded gate in front of the model so the GPU runs a fixed number of
-enhancements at once, a bounded number wait, and the rest are refused with 503."""
+"""The enhance worker: admission in front of the pipeline. ``max_concurrent`` requests run their
+blocking work at once (in this worker's own threads, where they decode, analyse, render and wait for
+the network batcher), at most ``max_queued`` more wait, and the rest are refused with 503.
+
+A caller that goes away (its task is cancelled: client disconnected, job stopped) cancels its
+request's ``CancelToken``, which drops its queued network tiles and stops its thread at the next
+checkpoint; its slot is freed only when that thread has really ended, so slots never overcommit."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-import anyio.to_thread
-
+from models.sr import CancelToken
 from server.errors import OverloadedError
 
 P = ParamSpec("P")
@@ -23,6 +28,7 @@ class _Gate:
 
     slots: asyncio.Semaphore
     capacity: int
+    threads: ThreadPoolExecutor
     admitted: int = 0
 
 
@@ -31,7 +37,11 @@ class EnhanceWorker:
     ``max_queued`` callers waiting; a caller beyond that gets ``OverloadedError`` at once."""
 
     def __init__(self, max_concurrent: int, max_queued: int) -> None:
-        self._gate = _Gate(slots=asyncio.Semaphore(max_concurrent), capacity=max_concurrent + max_queued)
+        self._gate = _Gate(
+            slots=asyncio.Semaphore(max_concurrent),
+            capacity=max_concurrent + max_queued,
+            threads=ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="enhance"),
+        )
         self._refuses_when_full = True
 
     @property
@@ -48,12 +58,41 @@ class EnhanceWorker:
         return lane
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` in a worker thread, through the gate."""
+        return await self.run_cancellable(lambda _cancel: fn(*args, **kwargs))
+
+    async def run_cancellable(self, fn: Callable[[CancelToken], T]) -> T:
+        """``fn(cancel)`` in a worker thread, through the gate; ``cancel`` is set when this call is
+        cancelled. Raises ``OverloadedError`` when the queue is full (not on the background lane)."""
         gate = self._gate
         if self._refuses_when_full and gate.admitted >= gate.capacity:
             raise OverloadedError("The enhance queue is full; retry later.")
         gate.admitted += 1
         try:
-            async with gate.slots:
-                return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
-        finally:
+            await gate.slots.acquire()
+        except BaseException:
             gate.admitted -= 1
+            raise
+        cancel = CancelToken()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(gate.threads, fn, cancel)
+        except BaseException:
+            self._release(None)
+            raise
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancel.cancel()
+            raise
+
+    def _release(self, future: asyncio.Future[Any] | None) -> None:
+        """The thread has ended: free its slot (and consume an outcome nobody awaits any more)."""
+        if future is not None and not future.cancelled():
+            future.exception()
+        self._gate.slots.release()
+        self._gate.admitted -= 1
+
+    def close(self) -> None:
+        """Stop the threads once their current work ends (called on shutdown)."""
+        self._gate.threads.shutdown(wait=False, cancel_futures=True)

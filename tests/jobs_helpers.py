@@ -27,7 +27,8 @@ FINISHED = ("SUCCEEDED", "FAILED")
 
 def job_settings(data_dir: Path, weights_dir: Path, **overrides: object) -> Settings:
     """Settings that keep each job to a fraction of a second on CPU: a 48-px network input and a
-    64-px output target (the 120×80 test photo keeps its size), loopback callbacks allowed."""
+    64-px output target (the 120×80 test photo keeps its size), loopback callbacks allowed, and one
+    runner (so that a second job stays queued while the first runs)."""
     values: dict[str, object] = {
         "data_dir": data_dir,
         "weights_dir": weights_dir,
@@ -40,6 +41,7 @@ def job_settings(data_dir: Path, weights_dir: Path, **overrides: object) -> Sett
         "allow_http_callbacks": True,
         "callback_retry_base_s": 0.05,
         "callback_retry_max_s": 0.2,
+        "max_concurrent_jobs": 1,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -35,5 +35,5 @@ def test_full_enhance_on_cuda_gives_the_2k_output(x4plus_cuda: SRModel, coffee: 
     options = EnhanceOptions(num_outputs=2, tile=choose_tile_size(x4plus_cuda, max_tile=1024, cpu_tile=256))
     result = enhance_image(to_float(coffee), None, x4plus_cuda, options)
     assert result.images[0].rgb.shape == (1365, 2048, 3)
-    assert np.isfinite(result.images[0].rgb).all()
+    assert result.images[0].rgb.dtype == np.uint8
     assert result.report["device"] == "cuda"

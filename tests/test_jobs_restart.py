@@ -45,6 +45,7 @@ class ServiceProcess:
             "ENHANCE_ALLOW_PRIVATE_URLS": "true",
             "ENHANCE_ALLOW_HTTP_CALLBACKS": "true",
             "ENHANCE_CALLBACK_RETRY_BASE_S": "0.1",
+            "ENHANCE_MAX_CONCURRENT_JOBS": "1",  # one runner: jobs wait their turn in the queue
             "ENHANCE_LOG_LEVEL": "INFO",
         }
         self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)

@@ -63,7 +63,7 @@ def test_clean_photo_is_sharper_than_lanczos_and_at_least_as_faithful(x4plus_cpu
     small = original.resize((96, 96), Image.Resampling.BICUBIC)
     options = EnhanceOptions(num_outputs=1, target_long_side=384, network_max_side=96, tile=96, detect_faces=False)
     result = enhance_image(to_float(np.asarray(small)), None, x4plus_cpu, options)
-    ours = result.images[0].rgb
+    ours = to_float(result.images[0].rgb)
     lanczos = to_float(np.asarray(small.resize((384, 384), Image.Resampling.LANCZOS)))
     truth = to_float(np.asarray(original))
     assert ours.shape == (384, 384, 3)
@@ -77,7 +77,7 @@ def test_clean_photo_is_sharper_than_lanczos_and_at_least_as_faithful(x4plus_cpu
 def test_clean_photo_downscaled_back_matches_its_input(x4plus_cpu: SRModel) -> None:
     rgb = to_float(skdata.coffee()[100:164, 200:264])
     options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=64, tile=64, detect_faces=False)
-    ours = enhance_image(rgb, None, x4plus_cpu, options).images[0].rgb
+    ours = to_float(enhance_image(rgb, None, x4plus_cpu, options).images[0].rgb)
     assert _psnr(_shrink(ours, (64, 64)), rgb) > 32.0
 
 
@@ -89,7 +89,7 @@ def test_noisy_jpeg_comes_back_clean(x4plus_cpu: SRModel) -> None:
     assert result.report["estimates"]["jpeg_quality"] == 50
     assert result.report["degradation"] > 0.8
     # Seen at the input's scale, the output keeps well under half of the input's noise.
-    assert estimate_noise_sigma(_shrink(result.images[0].rgb, (64, 64))) < 0.5 * estimate_noise_sigma(noisy)
+    assert estimate_noise_sigma(_shrink(to_float(result.images[0].rgb), (64, 64))) < 0.5 * estimate_noise_sigma(noisy)
 
 
 def test_illustration_goes_through_the_illustration_network(x4plus_cpu: SRModel, anime_cpu: SRModel) -> None:
@@ -116,7 +116,7 @@ def test_sharper_prompt_gives_a_sharper_output(x4plus_cpu: SRModel) -> None:
     plain = enhance_image(rgb, None, x4plus_cpu, options).images[0]
     sharper = enhance_image(rgb, None, x4plus_cpu, options, steering=parse_prompt("sharper")).images[0]
     assert sharper.parameters.sharpen > plain.parameters.sharpen
-    assert _gradient_energy(sharper.rgb) > 1.05 * _gradient_energy(plain.rgb)
+    assert _gradient_energy(to_float(sharper.rgb)) > 1.05 * _gradient_energy(to_float(plain.rgb))
 
 
 def test_leave_faces_alone_keeps_the_face_as_in_the_input(x4plus_cpu: SRModel) -> None:
@@ -133,7 +133,7 @@ def test_leave_faces_alone_keeps_the_face_as_in_the_input(x4plus_cpu: SRModel) -
     def distance(image: np.ndarray) -> float:
         return float(np.abs(image[region] - bicubic[region]).mean())
 
-    assert distance(kept.images[0].rgb) < 0.5 * distance(plain.images[0].rgb)
+    assert distance(to_float(kept.images[0].rgb)) < 0.5 * distance(to_float(plain.images[0].rgb))
 
 
 def test_variations_are_distinct_and_deterministic(x4plus_cpu: SRModel) -> None:
@@ -146,7 +146,7 @@ def test_variations_are_distinct_and_deterministic(x4plus_cpu: SRModel) -> None:
         assert np.array_equal(a.rgb, b.rgb)
     for i in range(4):
         for j in range(i + 1, 4):
-            assert np.abs(first.images[i].rgb - first.images[j].rgb).mean() > 2e-3
+            assert np.abs(to_float(first.images[i].rgb) - to_float(first.images[j].rgb)).mean() > 2e-3
 
 
 def test_alpha_is_resized_and_kept(x4plus_cpu: SRModel, chelsea: np.ndarray) -> None:
@@ -156,7 +156,8 @@ def test_alpha_is_resized_and_kept(x4plus_cpu: SRModel, chelsea: np.ndarray) -> 
     options = EnhanceOptions(num_outputs=1, target_long_side=160, network_max_side=64, tile=64)
     image = enhance_image(rgb, alpha, x4plus_cpu, options).images[0]
     assert image.alpha is not None and image.alpha.shape == (120, 160)
-    assert image.alpha[:, :70].max() < 0.05 and image.alpha[:, 90:].min() > 0.95
+    assert image.alpha.dtype == np.uint8
+    assert image.alpha[:, :70].max() < 13 and image.alpha[:, 90:].min() > 242
 
 
 def test_analysis_judges_an_image_with_alpha_as_seen_over_white(x4plus_cpu: SRModel) -> None:

@@ -6,7 +6,14 @@
 * :data:`VARIATIONS` — the meaning of output 1..4 of a request.
 """
 
-from models.pipeline._enhance import EnhancedImage, EnhanceOptions, EnhanceResult, enhance_image, plan_output_size
+from models.pipeline._enhance import (
+    EnhancedImage,
+    EnhanceOptions,
+    EnhanceResult,
+    enhance_image,
+    plan_output_size,
+    request_device_bytes,
+)
 from models.pipeline._policy import (
     DEGRADATION,
     ILLUSTRATION_THRESHOLD,
@@ -52,6 +59,7 @@ __all__ = [
     "infer_parameters",
     "output_size",
     "plan_output_size",
+    "request_device_bytes",
     "restoration_at",
     "tone_corrections",
 ]

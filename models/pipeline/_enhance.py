@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from models.pipeline._policy import (
     output_size,
 )
 from models.prompt import Steering
-from models.sr import SRModel, upscale
+from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner, upscale
 
 # Sharpening radius, in network-input pixels (scaled to the output): 0.375 → 1.5 output px at ×4.
 _SHARPEN_SIGMA_PER_INPUT_PIXEL = 0.375
@@ -34,7 +35,8 @@ _DENOISE_SIGMA = 1.0
 class EnhanceOptions:
     """Per-request knobs from the operator's settings. ``network_max_side`` caps the long side of what
     the network sees (its output is then resized to the target); tile sizes are in network input
-    pixels. ``detect_faces`` runs the face detector during analysis."""
+    pixels, padded to a multiple of ``tile_quantum`` (so tiles of many requests share shapes and
+    batch together). ``detect_faces`` runs the face detector during analysis."""
 
     num_outputs: int = 1
     target_long_side: int = 2048
@@ -43,6 +45,7 @@ class EnhanceOptions:
     tile: int = 512
     overlap: int = 24
     batch_size: int = 4
+    tile_quantum: int = 1
     detect_faces: bool = True
 
     def __post_init__(self) -> None:
@@ -54,8 +57,8 @@ class EnhanceOptions:
 
 @dataclass(frozen=True)
 class EnhancedImage:
-    """One output: ``rgb`` float32 H×W×3 in [0, 1] (sRGB), ``alpha`` float32 H×W in [0, 1] or None,
-    the ``variation`` it is and the ``parameters`` it was rendered with."""
+    """One output, quantised on the device: ``rgb`` uint8 H×W×3 (sRGB, RGB order), ``alpha`` uint8
+    H×W or None, the ``variation`` it is and the ``parameters`` it was rendered with."""
 
     rgb: np.ndarray
     alpha: np.ndarray | None
@@ -109,6 +112,28 @@ def _select_model(models: SRModel | Mapping[str, SRModel], content: str) -> tupl
     return next(iter(models.values())), True
 
 
+def request_device_bytes(
+    net_size: tuple[int, int], out_size: tuple[int, int], scale: int, num_outputs: int, alpha: bool
+) -> int:
+    """Peak device bytes one request holds outside the network itself (which the tile runner's
+    workspace covers): the network-resolution canvas and its tile outputs, then the float32 render
+    buffers at output size (base, restored, removed, the output being rendered and the sharpening
+    and back-projection temporaries) and the uint8 copies on their way to the host."""
+    net_px = net_size[0] * net_size[1]
+    out_px = out_size[0] * out_size[1]
+    canvas = net_px * scale * scale * 4 * (3 + 1 + 3 * 1.3)  # colour and weight sums, tile outputs
+    render = out_px * 4 * 3 * 7 + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
+    return int(canvas + render)
+
+
+def _to_host_uint8(image: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` float in [0, 1] on any device → H×W×C (or H×W for C = 1) uint8 on the host,
+    rounded on the device so only a quarter of the bytes cross the bus."""
+    quantised = image[0].mul(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+    host = quantised.cpu().numpy()
+    return host[:, :, 0] if host.shape[2] == 1 else host
+
+
 def _round(values: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()}
 
@@ -122,18 +147,25 @@ def enhance_image(
     steering: Steering | None = None,
     source: bytes | None = None,
     analysis: ImageAnalysis | None = None,
+    runner: TileRunner | None = None,
+    memory: MemoryBudget | None = None,
+    cancel: CancelToken | None = None,
 ) -> EnhanceResult:
     """Enhance one image into ``options.num_outputs`` variations.
 
     ``rgb``: float32 H×W×3 in [0, 1], sRGB, RGB order. ``alpha``: float32 H×W in [0, 1] or None.
     ``models``: one model, or a mapping from content ("photo", "illustration") to the model for it.
     ``steering``: the parsed prompt; ``source``: the original file bytes (JPEG tables);
-    ``analysis``: a precomputed analysis (else it is computed here).
+    ``analysis``: a precomputed analysis (else it is computed here). ``runner`` runs the network's
+    tiles (default: directly in this thread); ``memory`` is the device budget this request reserves
+    its buffers from (:func:`request_device_bytes`) before it uploads anything; a set ``cancel``
+    stops the request at the next checkpoint with ``RequestCancelledError``.
 
     The image is analysed, the policy decides the parameters (``infer_parameters``), the network runs
     once, and every output is rendered from that one pass: blend over a bicubic upscale, grain,
     back-projection, sharpening, face protection, tone. Alpha is resized on its own (bicubic) and
-    never dropped. Deterministic. Raises ``ValueError`` for inputs of the wrong type or shape.
+    never dropped. Outputs are quantised to uint8 on the device. Deterministic. Raises ``ValueError``
+    for inputs of the wrong type or shape.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.float32:
         raise ValueError(f"expected float32 H×W×3, got {rgb.dtype} {rgb.shape}")
@@ -157,7 +189,19 @@ def enhance_image(
     )
     net_w, net_h = _network_size(width, height, plan.network_scale, options.network_max_side)
     device = model.device
-    with torch.inference_mode():
+    reservation = (
+        memory.reserve(
+            request_device_bytes((net_w, net_h), (out_w, out_h), model.scale, options.num_outputs, alpha is not None),
+            cancel,
+        )
+        if memory is not None
+        else nullcontext()
+    )
+    if cancel is not None:
+        cancel.raise_if_cancelled()
+    with reservation, torch.inference_mode():
+        timings["wait_memory_s"] = time.perf_counter() - mark
+        mark = time.perf_counter()
         source_t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None]
         raw_input = resize(source_t, net_h, net_w).clamp_(0.0, 1.0)
         network_input = raw_input
@@ -166,7 +210,14 @@ def enhance_image(
         timings["prepare_s"] = time.perf_counter() - mark
 
         restored_net, upscale_report = upscale(
-            model, network_input.contiguous(), tile=options.tile, overlap=options.overlap, batch_size=options.batch_size
+            model,
+            network_input.contiguous(),
+            tile=options.tile,
+            overlap=options.overlap,
+            runner=runner,
+            quantum=options.tile_quantum,
+            batch_size=options.batch_size,
+            cancel=cancel,
         )
         timings["network_s"] = upscale_report.seconds
 
@@ -184,9 +235,11 @@ def enhance_image(
         alpha_out = None
         if alpha is not None:
             alpha_t = torch.from_numpy(np.ascontiguousarray(alpha)).to(device)[None, None]
-            alpha_out = resize(alpha_t, out_h, out_w).clamp_(0.0, 1.0)[0, 0].cpu().numpy()
+            alpha_out = _to_host_uint8(resize(alpha_t, out_h, out_w).clamp_(0.0, 1.0))
         images = []
         for variation, params in decided.outputs:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
             out = torch.lerp(base, restored, params.strength)
             if params.grain > 0:
                 out = out + params.grain * removed
@@ -204,7 +257,7 @@ def enhance_image(
             ).clamp_(0.0, 1.0)
             images.append(
                 EnhancedImage(
-                    rgb=out[0].permute(1, 2, 0).contiguous().cpu().numpy(),
+                    rgb=_to_host_uint8(out),
                     alpha=alpha_out,
                     variation=variation,
                     parameters=params,

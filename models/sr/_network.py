@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from spandrel import ImageModelDescriptor, ModelLoader
-
-from models.errors import ModelOutOfMemoryError
-from models.sr._tiling import feather_mask, plan_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +67,31 @@ def _check_registry() -> None:
 _check_registry()
 
 
+@dataclass(frozen=True)
+class CompiledNetwork:
+    """A compiled copy of a network's fast module and the exact input shapes it was warmed up on:
+    ``batches`` maps a tile shape (h, w) to the batch sizes compiled for it, ascending. Only those
+    shapes may reach ``module`` (anything else would compile on a request's path)."""
+
+    module: torch.nn.Module
+    batches: dict[tuple[int, int], tuple[int, ...]]
+    mode: str
+
+    def batch_for(self, count: int, height: int, width: int) -> int | None:
+        """The smallest warmed batch size holding ``count`` tiles of ``height`` x ``width``, or None."""
+        for size in self.batches.get((height, width), ()):
+            if size >= count:
+                return size
+        return None
+
+
 @dataclass
 class SRModel:
     """A loaded network on one device. Holds weights only; every call's state lives in the call.
 
     ``fast`` runs in ``fast_dtype`` (float16 on CUDA, float32 on CPU); ``exact`` is the float32 copy
     used when the fast path produces non-finite values (the NaN guard). On CPU both are the same
-    module.
+    module. ``compiled``, when set, is the fast module compiled for a few fixed tile shapes.
     """
 
     network: SRNetwork
@@ -88,6 +101,7 @@ class SRModel:
     exact: torch.nn.Module
     channels_last: bool
     size_multiple: int = field(default=1)
+    compiled: CompiledNetwork | None = None
 
     @property
     def scale(self) -> int:
@@ -138,142 +152,3 @@ def load_sr_model(
         channels_last=channels_last,
         size_multiple=multiple,
     )
-
-
-@dataclass(frozen=True)
-class UpscaleReport:
-    """What one ``upscale`` call did: the tile size that succeeded, counts, retries, timings."""
-
-    tile: int
-    overlap: int
-    tiles: int
-    batches: int
-    oom_retries: int
-    nan_fallbacks: int
-    dtype: str
-    seconds: float
-
-
-# Peak bytes per input pixel of one x4 RRDBNet pass, measured on an H100 (DESIGN.md: a 1024² fp16
-# input peaks near 20 GiB). float32 doubles it.
-_BYTES_PER_INPUT_PIXEL_FP16 = 20 * 1024**3 / (1024 * 1024)
-
-
-def choose_tile_size(model: SRModel, *, max_tile: int, cpu_tile: int, memory_fraction: float = 0.6) -> int:
-    """Largest tile side (input pixels, multiple of 32) whose pass fits in the free GPU memory.
-
-    On CPU memory is not the constraint: ``cpu_tile`` is returned.
-    """
-    if model.device.type != "cuda":
-        return cpu_tile
-    free, _total = torch.cuda.mem_get_info(model.device)
-    per_pixel = _BYTES_PER_INPUT_PIXEL_FP16 * (2 if model.fast_dtype == torch.float32 else 1)
-    side = int((free * memory_fraction / per_pixel) ** 0.5)
-    return max(64, min(max_tile, side // 32 * 32))
-
-
-def _run_network(module: torch.nn.Module, batch: torch.Tensor, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:
-    x = batch.to(dtype=dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return module(x).float().clamp_(0.0, 1.0)
-
-
-def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    if multiple <= 1:
-        return x
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="reflect")
-
-
-def _upscale_with_tile(
-    model: SRModel, image: torch.Tensor, tile: int, overlap: int, batch_size: int
-) -> tuple[torch.Tensor, int, int, int]:
-    _, _, height, width = image.shape
-    scale = model.scale
-    tiles = plan_tiles(height, width, tile, overlap)
-    out = torch.zeros((1, 3, height * scale, width * scale), dtype=torch.float32, device=model.device)
-    weight = torch.zeros((1, 1, height * scale, width * scale), dtype=torch.float32, device=model.device)
-    nan_fallbacks = 0
-    batches = 0
-    # Tiles of equal shape batch together; edge tiles of other shapes run in their own batches.
-    by_shape: dict[tuple[int, int], list[int]] = {}
-    for index, t in enumerate(tiles):
-        by_shape.setdefault((t.height, t.width), []).append(index)
-    for indices in by_shape.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = [tiles[i] for i in indices[start : start + batch_size]]
-            batch = torch.cat([image[:, :, t.y0 : t.y1, t.x0 : t.x1] for t in chunk], dim=0)
-            th, tw = batch.shape[-2:]
-            padded = _pad_to_multiple(batch, model.size_multiple)
-            result = _run_network(model.fast, padded, model.fast_dtype, model.channels_last)
-            if not torch.isfinite(result).all():
-                # fp16 overflowed somewhere in this batch: redo it exactly in float32.
-                nan_fallbacks += 1
-                result = _run_network(model.exact, padded, torch.float32, False)
-            result = result[:, :, : th * scale, : tw * scale]
-            batches += 1
-            for t, tile_out in zip(chunk, result, strict=True):
-                mask = feather_mask(t, scale, overlap, model.device)
-                ys, xs = slice(t.y0 * scale, t.y1 * scale), slice(t.x0 * scale, t.x1 * scale)
-                out[:, :, ys, xs] += tile_out[None] * mask
-                weight[:, :, ys, xs] += mask
-    return out / weight, len(tiles), batches, nan_fallbacks
-
-
-def upscale(
-    model: SRModel,
-    image: torch.Tensor,
-    *,
-    tile: int,
-    overlap: int = 16,
-    batch_size: int = 4,
-    min_tile: int = 64,
-) -> tuple[torch.Tensor, UpscaleReport]:
-    """Run the network over ``image`` in feathered, overlapping tiles.
-
-    ``image``: float32 RGB, shape ``(1, 3, H, W)``, values in [0, 1], on ``model.device``.
-    Returns float32 RGB ``(1, 3, H*scale, W*scale)`` in [0, 1] on the same device, and a report.
-    On CUDA out-of-memory the tile side is halved and the whole image retried; below ``min_tile``
-    raises ``ModelOutOfMemoryError``.
-    """
-    if image.ndim != 4 or image.shape[0] != 1 or image.shape[1] != 3:
-        raise ValueError(f"expected a (1, 3, H, W) tensor, got {tuple(image.shape)}")
-    if image.dtype != torch.float32:
-        raise ValueError(f"expected float32, got {image.dtype}")
-    if image.device != model.device:
-        raise ValueError(f"image on {image.device}, model on {model.device}")
-    started = time.perf_counter()
-    retries = 0
-    while True:
-        try:
-            with torch.inference_mode():
-                result, tiles, batches, nan_fallbacks = _upscale_with_tile(
-                    model, image, tile, min(overlap, tile // 3), batch_size
-                )
-            break
-        except torch.OutOfMemoryError as exc:
-            if model.device.type == "cuda":
-                torch.cuda.empty_cache()
-            retries += 1
-            if tile // 2 < min_tile:
-                raise ModelOutOfMemoryError(
-                    f"out of GPU memory even with {tile}px tiles; try again later"
-                ) from exc
-            logger.warning("out of memory with %dpx tiles; retrying with %dpx", tile, tile // 2)
-            tile //= 2
-            batch_size = max(1, batch_size // 2)
-    report = UpscaleReport(
-        tile=tile,
-        overlap=min(overlap, tile // 3),
-        tiles=tiles,
-        batches=batches,
-        oom_retries=retries,
-        nan_fallbacks=nan_fallbacks,
-        dtype=str(model.fast_dtype).removeprefix("torch."),
-        seconds=time.perf_counter() - started,
-    )
-    return result, report

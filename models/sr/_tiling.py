@@ -37,31 +37,56 @@ class Tile:
         return self.x1 - self.x0
 
 
-def _axis_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, end) spans along one axis: as few as cover ``length`` with tiles of at most ``tile``
-    pixels and at least ``overlap`` between neighbours, all of one size (so they batch together) and
-    no larger than needed (so no work is wasted on excess overlap)."""
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def padded_side(length: int, quantum: int) -> int:
+    """The side a tile of ``length`` pixels is padded to before the network: the next multiple of
+    ``quantum`` (tiles of similar sizes then share one shape, so they batch together)."""
+    return _round_up(length, max(1, quantum))
+
+
+def _axis_spans(length: int, tile: int, overlap: int, quantum: int) -> list[tuple[int, int]]:
+    """(start, end) spans along one axis: tiles of one size (so they batch together) of at most
+    ``tile`` pixels, at least ``overlap`` between neighbours, covering ``length`` with the fewest
+    network pixels once every tile is padded to a multiple of ``quantum``."""
     if length <= tile:
         return [(0, length)]
-    count = -(-(length - overlap) // (tile - overlap))  # ceil
-    size = min(tile, -(-(length + (count - 1) * overlap) // count))
+    fewest = -(-(length - overlap) // (tile - overlap))  # ceil
+    best: tuple[int, int] | None = None  # (cost along the axis, tile size)
+    for count in range(fewest, fewest + 3):
+        size = _round_up(-(-(length + (count - 1) * overlap) // count), max(1, quantum))
+        if size > tile or size > length:
+            size = -(-(length + (count - 1) * overlap) // count)
+            if size > tile:
+                continue
+        # Smaller tiles run less efficiently: each extra tile is charged one quantum of pixels.
+        cost = count * (padded_side(size, quantum) + quantum)
+        if best is None or cost < best[0]:
+            best = (cost, size)
+    assert best is not None  # count == fewest always fits: its fitted size is at most ``tile``
+    size = best[1]
+    count = max(2, -(-(length - overlap) // (size - overlap)))
     span = length - size
     starts = [round(i * span / (count - 1)) for i in range(count)]
     return [(start, start + size) for start in starts]
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int) -> list[Tile]:
+def plan_tiles(height: int, width: int, tile: int, overlap: int, quantum: int = 1) -> list[Tile]:
     """Cover an ``height`` x ``width`` image with tiles of at most ``tile`` pixels a side.
 
     Neighbouring tiles overlap by at least ``overlap`` pixels; the overlap is where outputs are
-    cross-faded. Raises ``ValueError`` when the overlap leaves no stride.
+    cross-faded. With ``quantum`` > 1 the tile size is chosen so that, once each tile is padded to a
+    multiple of ``quantum`` (:func:`padded_side`), the network runs the fewest pixels. Raises
+    ``ValueError`` when the overlap leaves no stride.
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     if tile < 1 or overlap < 0 or (overlap >= tile and (height > tile or width > tile)):
         raise ValueError(f"tile {tile} with overlap {overlap} leaves no stride")
-    ys = _axis_spans(height, tile, overlap)
-    xs = _axis_spans(width, tile, overlap)
+    ys = _axis_spans(height, tile, overlap, quantum)
+    xs = _axis_spans(width, tile, overlap, quantum)
     tiles = []
     for iy, (y0, y1) in enumerate(ys):
         for ix, (x0, x1) in enumerate(xs):

@@ -18,7 +18,7 @@ from server.deps import (
 from server.errors import request_id_of
 from server.routes.jobs import poll_url_of
 from server.schemas import EditResponse, EnhanceRequest, ErrorResponse, JobAccepted
-from server.service import parameters_header, run_enhance, run_with_time_limit
+from server.service import parameters_header, run_enhance, run_with_time_limit, wait_for_disconnect
 
 router = APIRouter(tags=["enhance"])
 
@@ -74,6 +74,7 @@ async def enhance(
             identity=identity,
         ),
         settings.sync_timeout_s,
+        abandon_when=wait_for_disconnect(request.receive),
     )
     response.headers["X-Enhance-Parameters"] = parameters_header(outcome.parameters)
     return outcome.response

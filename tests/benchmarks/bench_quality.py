@@ -143,7 +143,7 @@ def main() -> None:
                 )
             fixed_u8 = to_u8(fixed[0].permute(1, 2, 0).numpy())
             result = enhance_image(small, None, models, options, source=blob)
-            auto_u8 = to_u8(result.images[0].rgb)
+            auto_u8 = result.images[0].rgb
             chosen = result.images[0].parameters
             for method, output in (("lanczos", lanczos), ("x4plus", fixed_u8), ("auto", auto_u8)):
                 rows.append({"photo": name, "level": level, "method": method, **scores(output, truth)})
