@@ -321,8 +321,7 @@ class TileBatcher:
             self._queue.extend(pending)
             self._cond.notify_all()
         if cancel is not None:
-            # Not-yet-started tiles are dropped: Future.cancel fails for those already running.
-            cancel.add_callback(lambda: [p.future.cancel() for p in pending])
+            cancel.add_callback(lambda: self._discard(pending))
         try:
             results = [p.future.result() for p in pending]
         except CancelledError as exc:
@@ -332,6 +331,15 @@ class TileBatcher:
                 p.future.cancel()
             raise
         return [out for out, _ in results], len({batch for _, batch in results})
+
+    def _discard(self, pending: list[_Pending]) -> None:
+        """Drop a cancelled caller's tiles that have not started (Future.cancel fails for running ones)
+        and take them out of the queue at once, so they hold no memory and no place."""
+        cancelled = {id(p) for p in pending if p.future.cancel()}
+        if cancelled:
+            with self._cond:
+                self._queue = deque(p for p in self._queue if id(p) not in cancelled)
+                self._cond.notify_all()
 
     def _take_batch(self) -> list[_Pending] | None:
         """The next batch (all one key), or None when closed and drained. Called by the thread only."""
