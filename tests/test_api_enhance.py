@@ -6,7 +6,9 @@ import base64
 import datetime as dt
 import io
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -348,3 +350,53 @@ def test_openapi_document_uses_the_hosted_names(client: TestClient) -> None:
     assert schemas["EnhanceRequest"]["required"] == ["image"]
     assert "APIKeyHeader" in document["components"]["securitySchemes"]
     assert "/v1/phota/enhance" in document["paths"]
+
+
+def test_concurrent_requests_each_get_their_own_image(
+    client: TestClient, astronaut: np.ndarray, coffee: np.ndarray, chelsea: np.ndarray
+) -> None:
+    """Three different photos sent at once (their tiles share network batches) come back each equal
+    to its own result sent alone."""
+    photos = [astronaut[180:260, 200:320], coffee[100:180, 300:420], chelsea[40:120, 150:270]]
+    bodies = [
+        {"image": encode_b64(photo, "PNG"), "output_format": "png", "prompt": "Make it 2x larger."} for photo in photos
+    ]
+
+    def send(body: dict[str, object]) -> np.ndarray:
+        response = client.post("/v1/phota/enhance", headers=HEADERS, json=body)
+        assert response.status_code == 200, response.text
+        return np.asarray(decode_b64(response.json()["images"][0]).convert("RGB"))
+
+    alone = [send(body) for body in bodies]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        together = list(pool.map(send, bodies))
+    for single, shared in zip(alone, together, strict=True):
+        assert single.shape == shared.shape == (160, 240, 3)
+        assert int(np.abs(single.astype(int) - shared.astype(int)).max()) <= 1
+    # And they are three different images, not one answer repeated.
+    assert np.abs(together[0].astype(int) - together[1].astype(int)).mean() > 10
+
+
+def test_full_queue_is_503_with_retry_after_while_admitted_requests_finish(
+    tmp_path: Path, weights_dir: Path, photo_b64: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, weights_dir, max_concurrent_jobs=1, max_queued_jobs=0, retry_after_s=7)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as own:
+        engine = own.app.state.engine  # type: ignore[attr-defined]
+        real, started, release = engine.enhance, threading.Event(), threading.Event()
+
+        def gated(*args: object, **kwargs: object) -> object:
+            started.set()
+            assert release.wait(30)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(engine, "enhance", gated)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(own.post, "/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
+            assert started.wait(30)
+            refused = own.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
+            release.set()
+            assert first.result(60).status_code == 200
+    assert refused.status_code == 503
+    assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
+    assert refused.headers["Retry-After"] == "7"
