@@ -1,16 +1,19 @@
-"""CUDA paths: fp16 + channels_last agrees with fp32, tile size from free memory, a full request.
+"""CUDA paths: fp16 + channels_last agrees with fp32, tile size from free memory, a full request,
+requests batched together keep their own pixels, the memory budget bounds a burst's peak.
 
 Marked ``gpu``: skipped without a CUDA device.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
 
 from models.pipeline import EnhanceOptions, enhance_image
-from models.sr import SRModel, choose_tile_size, upscale
+from models.sr import BatchStats, DirectRunner, MemoryBudget, SRModel, TileBatcher, choose_tile_size, upscale
 from tests.conftest import to_float
 
 pytestmark = pytest.mark.gpu
@@ -37,3 +40,50 @@ def test_full_enhance_on_cuda_gives_the_2k_output(x4plus_cuda: SRModel, coffee: 
     assert result.images[0].rgb.shape == (1365, 2048, 3)
     assert result.images[0].rgb.dtype == np.uint8
     assert result.report["device"] == "cuda"
+
+
+def test_batched_requests_on_cuda_match_their_single_results(
+    x4plus_cuda: SRModel, astronaut: np.ndarray, coffee: np.ndarray, chelsea: np.ndarray
+) -> None:
+    images = [to_float(astronaut[:256, :256]), to_float(coffee[:256, 100:356]), to_float(chelsea[:256, :256])]
+    options = EnhanceOptions(target_long_side=1024, tile=512, tile_quantum=32, detect_faces=False)
+    alone = [enhance_image(rgb, None, x4plus_cuda, options, runner=DirectRunner(1)) for rgb in images]
+    stats: list[BatchStats] = []
+    batcher = TileBatcher(max_batch=8, max_wait_s=0.2, on_batch=stats.append)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            together = list(
+                pool.map(lambda rgb: enhance_image(rgb, None, x4plus_cuda, options, runner=batcher), images)
+            )
+    finally:
+        batcher.close()
+    assert max(s.tiles for s in stats) > 1
+    for single, shared in zip(alone, together, strict=True):
+        difference = np.abs(single.images[0].rgb.astype(int) - shared.images[0].rgb.astype(int))
+        # fp16 kernels may differ by batch size; an image never gets another's pixels.
+        assert difference.mean() < 0.5 and difference.max() <= 8
+
+
+def test_memory_budget_bounds_the_peak_under_a_burst(x4plus_cuda: SRModel, coffee: np.ndarray) -> None:
+    budget_bytes = 6 * 1024**3
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    batcher = TileBatcher(max_batch=8, max_wait_s=0.01, workspace_bytes=budget_bytes // 2)
+    memory = MemoryBudget(budget_bytes // 2)
+    tile = choose_tile_size(x4plus_cuda, max_tile=1024, cpu_tile=256, workspace_bytes=budget_bytes // 2)
+    options = EnhanceOptions(tile=tile, tile_quantum=32, detect_faces=False)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(
+                pool.map(
+                    lambda _: enhance_image(
+                        to_float(coffee), None, x4plus_cuda, options, runner=batcher, memory=memory
+                    ),
+                    range(8),
+                )
+            )
+    finally:
+        batcher.close()
+    assert all(r.images[0].rgb.shape == (1365, 2048, 3) for r in results)
+    assert torch.cuda.max_memory_allocated() - base <= budget_bytes
