@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,7 @@ class Engine:
                     model,
                     mode=settings.compile_mode,
                     tile_sides=sides,
-                    batch_limit=lambda h, w, m=model: batcher.batch_limit(m, h, w),
+                    batch_limit=partial(batcher.batch_limit, model),
                     cache_dir=cache_dir,
                 )
         logger.info(

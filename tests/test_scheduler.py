@@ -324,3 +324,42 @@ def test_disconnected_client_cancels_its_request() -> None:
         assert await run_with_time_limit(quick(), 60, abandon_when=never) == "done"
 
     asyncio.run(scenario())
+
+
+def test_engine_compiles_every_network_for_the_configured_sides_before_serving(
+    tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import server.engine as engine_module
+    from server.engine import Engine
+    from server.settings import Settings
+
+    calls: list[tuple[str, list[int], int, Path | None]] = []
+
+    def record(model: SRModel, *, mode: str, tile_sides: list[int], batch_limit, cache_dir: Path | None) -> SRModel:  # type: ignore[no-untyped-def]
+        calls.append((model.network.name, list(tile_sides), batch_limit(256, 256), cache_dir))
+        assert mode == "max-autotune-no-cudagraphs"
+        return model
+
+    monkeypatch.setattr(engine_module, "compile_network", record)
+    settings = Settings(
+        data_dir=tmp_path,
+        weights_dir=weights_dir,
+        device="cpu",
+        cpu_tile_size=384,
+        compile_mode="max-autotune-no-cudagraphs",
+        compile_tile_sides="256,512",
+        tile_batch_size=4,
+        memory_budget_gb=64,
+    )
+    engine = Engine.load(settings)
+    try:
+        assert engine.tile == 384
+        assert engine.budget is not None and engine.budget.total == 64 * 1024**3
+        assert engine.budget.workspace + engine.budget.requests + engine.budget.weights == engine.budget.total
+    finally:
+        engine.close()
+    # Both networks, only the sides a 384-px tile can produce, batches bounded by the batcher's limit.
+    assert sorted(name for name, *_ in calls) == ["x4plus", "x4plus-anime"]
+    assert all(
+        sides == [256] and limit == 4 and cache == tmp_path / "compile-cache" for _, sides, limit, cache in calls
+    )

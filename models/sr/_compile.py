@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -86,7 +87,7 @@ def compile_network(
     limit_name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
     setattr(dynamo_config, limit_name, max(getattr(dynamo_config, limit_name), graphs + 8))
     torch.compiler.set_stance("default")
-    module = torch.compile(model.fast, mode=mode, dynamic=False, fullgraph=True, backend=backend)
+    module = cast(torch.nn.Module, torch.compile(model.fast, mode=mode, dynamic=False, fullgraph=True, backend=backend))
     compiled = dataclasses.replace(model, compiled=CompiledNetwork(module=module, batches=batches, mode=mode))
     started = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(0)
