@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 import weights
+from models.errors import ModelOutOfMemoryError
 from models.pipeline import EnhanceOptions, EnhanceResult, enhance_image
 from models.prompt import parse_prompt
 from models.sr import (
@@ -199,18 +200,25 @@ class Engine:
     ) -> EnhanceResult:
         """Analyse, steer by ``prompt`` and enhance one decoded image; ``source`` is its file bytes
         (a JPEG's quantisation tables give its quality exactly). The network's tiles go through the
-        batcher (shared with every other request); ``cancel`` stops it early."""
-        return enhance_image(
-            rgb,
-            alpha,
-            self.models or {"photo": self.model},
-            self.options(num_outputs),
-            steering=parse_prompt(prompt),
-            source=source,
-            runner=self.batcher,
-            memory=self.memory,
-            cancel=cancel,
-        )
+        batcher (shared with every other request); ``cancel`` stops it early. Running out of device
+        memory outside the network (which retries with smaller tiles itself) raises
+        ``ModelOutOfMemoryError`` (503 with ``Retry-After``)."""
+        try:
+            return enhance_image(
+                rgb,
+                alpha,
+                self.models or {"photo": self.model},
+                self.options(num_outputs),
+                steering=parse_prompt(prompt),
+                source=source,
+                runner=self.batcher,
+                memory=self.memory,
+                cancel=cancel,
+            )
+        except torch.OutOfMemoryError as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            raise ModelOutOfMemoryError("out of device memory while rendering; try again later") from exc
 
     def probe(self) -> None:
         """A tiny operation on the device; raises when the device is unusable."""

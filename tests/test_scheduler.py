@@ -363,3 +363,22 @@ def test_engine_compiles_every_network_for_the_configured_sides_before_serving(
     assert all(
         sides == [256] and limit == 4 and cache == tmp_path / "compile-cache" for _, sides, limit, cache in calls
     )
+
+
+def test_engine_turns_out_of_memory_while_rendering_into_a_503_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import server.engine as engine_module
+    from models.errors import ModelOutOfMemoryError
+    from server.engine import Engine
+    from server.errors import status_for
+    from server.settings import Settings
+
+    def render_oom(*_args: object, **_kwargs: object) -> None:
+        raise torch.OutOfMemoryError("simulated out of memory while rendering")
+
+    monkeypatch.setattr(engine_module, "enhance_image", render_oom)
+    engine = Engine(model=_stand_in(_Upscale4x()), settings=Settings(data_dir=tmp_path, device="cpu"))
+    with pytest.raises(ModelOutOfMemoryError) as raised:
+        engine.enhance(np.zeros((16, 16, 3), np.float32), None, 1)
+    assert status_for(raised.value) == 503

@@ -34,7 +34,7 @@ its network worker was busy.
 H100 run (a first start with compilation can take many minutes; ``--ready-timeout`` waits 1800 s)::
 
     .venv/bin/python tests/benchmarks/bench_throughput.py --device cuda \\
-        --server-env ENHANCE_COMPILE_MODE=max-autotune-no-cudagraphs --server-env ENHANCE_MEMORY_BUDGET_GB=40 \\
+        --server-env ENHANCE_COMPILE_MODE=max-autotune-no-cudagraphs --server-env ENHANCE_MEMORY_BUDGET_GB=64 \\
         --server-env ENHANCE_TILE_BATCH_SIZE=8 --server-env ENHANCE_BATCH_WAIT_MS=4 \\
         --server-env ENHANCE_MAX_CONCURRENT_JOBS=32 --json bench_throughput_h100.json
 
