@@ -29,9 +29,11 @@ ENV VIRTUAL_ENV=/opt/enhance/venv \
     ENHANCE_WEIGHTS_DIR=/opt/enhance/weights
 
 # (Distribution packages are not pinned: the base tag fixes the release and its archive moves.)
+# gcc, libc6-dev and python3-dev: with ENHANCE_COMPILE_MODE set, Triton builds its kernel launcher
+# with the system C compiler at run time.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc libc6-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv "$VIRTUAL_ENV"
 
