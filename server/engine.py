@@ -221,7 +221,9 @@ class Engine:
             raise ModelOutOfMemoryError("out of device memory while rendering; try again later") from exc
 
     def probe(self) -> None:
-        """A tiny operation on the device; raises when the device is unusable."""
+        """A tiny operation on the device, and the network thread alive; raises when either fails."""
         x = torch.ones(8, device=self.device)
         if float((x * 2).sum().item()) != 16.0:
             raise RuntimeError("device arithmetic check failed")
+        if self.batcher is not None and not self.batcher.alive:
+            raise RuntimeError("the network thread has stopped")

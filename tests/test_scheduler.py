@@ -382,3 +382,19 @@ def test_engine_turns_out_of_memory_while_rendering_into_a_503_error(
     with pytest.raises(ModelOutOfMemoryError) as raised:
         engine.enhance(np.zeros((16, 16, 3), np.float32), None, 1)
     assert status_for(raised.value) == 503
+
+
+def test_batcher_survives_a_failing_metrics_callback_and_refuses_work_once_closed(astronaut: np.ndarray) -> None:
+    def broken(_stats: BatchStats) -> None:
+        raise RuntimeError("metrics backend down")
+
+    model = _stand_in(_Upscale4x())
+    batcher = TileBatcher(max_batch=4, max_wait_s=0.0, on_batch=broken)
+    tiles = _tiles(astronaut, 2, 32, 0)
+    assert len(batcher.run_tiles(model, tiles).outputs) == 2
+    assert len(batcher.run_tiles(model, tiles).outputs) == 2  # the thread is still serving
+    assert batcher.alive
+    batcher.close()
+    assert not batcher.alive
+    with pytest.raises(RuntimeError, match="not running"):
+        batcher.run_tiles(model, tiles)

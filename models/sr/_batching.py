@@ -279,6 +279,11 @@ class TileBatcher:
         self._thread.start()
 
     @property
+    def alive(self) -> bool:
+        """Whether the network thread is running (readiness checks this)."""
+        return self._thread.is_alive()
+
+    @property
     def queued(self) -> int:
         """Tiles waiting for the network."""
         with self._cond:
@@ -316,8 +321,8 @@ class TileBatcher:
     ) -> tuple[list[torch.Tensor], int]:
         pending = [_Pending(model=model, tile=tile, exact=exact) for tile in tiles]
         with self._cond:
-            if self._closed:
-                raise RuntimeError("the tile batcher is closed")
+            if self._closed or not self._thread.is_alive():
+                raise RuntimeError("the tile batcher is not running")
             self._queue.extend(pending)
             self._cond.notify_all()
         if cancel is not None:
@@ -377,7 +382,10 @@ class TileBatcher:
             if batch:
                 batch_id += 1
                 self._execute(batch, batch_id)
-            self._clock.collect()
+            try:
+                self._clock.collect()
+            except Exception:  # a metrics failure must never stop the network thread
+                logger.exception("could not read batch timings")
 
     def _execute(self, batch: list[_Pending], batch_id: int) -> None:
         model = batch[0].model
@@ -385,8 +393,7 @@ class TileBatcher:
             stacked = torch.stack([p.tile for p in batch])
             started = self._clock.start(model.device)
             result = run_batch(model, stacked, exact=batch[0].exact)
-            self._clock.stop(started, len(batch), len(batch) * stacked.shape[2] * stacked.shape[3])
-        except BaseException as exc:  # isolate: only the failing tile(s) get the error
+        except Exception as exc:  # isolate: only the failing tile(s) get the error
             if isinstance(exc, torch.OutOfMemoryError) and model.device.type == "cuda":
                 torch.cuda.empty_cache()
             if len(batch) > 1:
@@ -396,11 +403,17 @@ class TileBatcher:
                 return
             logger.warning("network batch failed: %r", exc)
             batch[0].future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
             return
+        except BaseException as exc:  # interpreter shutdown and the like: nobody waits forever
+            for p in batch:
+                p.future.set_exception(exc)
+            raise
         for p, out in zip(batch, result.unbind(0), strict=True):
             p.future.set_result((out, batch_id))
+        try:
+            self._clock.stop(started, len(batch), len(batch) * stacked.shape[2] * stacked.shape[3])
+        except Exception:  # a metrics failure must never fail a batch
+            logger.exception("could not record batch timings")
 
 
 def pad_tile(tile: torch.Tensor, height: int, width: int) -> torch.Tensor:
