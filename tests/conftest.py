@@ -83,3 +83,15 @@ def x4plus_cuda(weights_dir: Path) -> Iterator[SRModel]:
         pytest.skip("needs a CUDA device")
     network = get_network("x4plus")
     yield load_sr_model(network, weights.load_state_dict(network.weights_name, weights_dir), torch.device("cuda"))
+
+
+def stand_in_model(fast: torch.nn.Module, exact: torch.nn.Module | None = None) -> SRModel:
+    """An ``SRModel`` on CPU around a stand-in network (tests of tiling and batching)."""
+    return SRModel(
+        network=get_network("x4plus"),
+        device=torch.device("cpu"),
+        fast_dtype=torch.float32,
+        fast=fast,
+        exact=exact or fast,
+        channels_last=False,
+    )

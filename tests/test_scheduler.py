@@ -26,14 +26,13 @@ from models.sr import (
     SRModel,
     TileBatcher,
     compile_network,
-    get_network,
     network_bytes,
     run_batch,
 )
 from server.errors import OverloadedError
 from server.service import run_with_time_limit, wait_for_disconnect
 from server.worker import EnhanceWorker
-from tests.conftest import to_float
+from tests.conftest import stand_in_model, to_float
 
 POISON = 0.123  # a tile whose first pixel holds this value makes the stand-in network raise
 
@@ -63,17 +62,6 @@ class _Upscale4x(nn.Module):
         return out * 0.5 + x.mean(dim=(1, 2, 3), keepdim=True) * 0.5
 
 
-def _stand_in(network: nn.Module) -> SRModel:
-    return SRModel(
-        network=get_network("x4plus"),
-        device=torch.device("cpu"),
-        fast_dtype=torch.float32,
-        fast=network,
-        exact=network,
-        channels_last=False,
-    )
-
-
 def _tiles(photo: np.ndarray, count: int, side: int, offset: int) -> list[torch.Tensor]:
     image = torch.from_numpy(to_float(photo)).permute(2, 0, 1)
     return [image[:, offset + 7 * i : offset + 7 * i + side, offset : offset + side].contiguous() for i in range(count)]
@@ -85,7 +73,7 @@ def batcher_stats() -> list[BatchStats]:
 
 
 def test_batcher_routes_each_output_to_its_own_caller(astronaut: np.ndarray, batcher_stats: list[BatchStats]) -> None:
-    model = _stand_in(_Upscale4x())
+    model = stand_in_model(_Upscale4x())
     batcher = TileBatcher(max_batch=8, max_wait_s=0.2, on_batch=batcher_stats.append)
     callers = [_tiles(astronaut, 3, 32, offset) for offset in (0, 100, 200, 300)]
     try:
@@ -105,7 +93,7 @@ def test_batcher_routes_each_output_to_its_own_caller(astronaut: np.ndarray, bat
 
 def test_batcher_fails_only_the_caller_of_a_bad_tile(astronaut: np.ndarray) -> None:
     network = _Upscale4x()
-    model = _stand_in(network)
+    model = stand_in_model(network)
     batcher = TileBatcher(max_batch=8, max_wait_s=0.2)
     good = _tiles(astronaut, 2, 32, 0)
     bad = _tiles(astronaut, 2, 32, 200)
@@ -129,9 +117,9 @@ def test_batcher_refuses_malformed_tiles_before_queueing() -> None:
     batcher = TileBatcher(max_batch=4, max_wait_s=0.0)
     try:
         with pytest.raises(ValueError, match="float32"):
-            batcher.run_tiles(_stand_in(network), [torch.zeros(3, 16, 16, dtype=torch.float64)])
+            batcher.run_tiles(stand_in_model(network), [torch.zeros(3, 16, 16, dtype=torch.float64)])
         with pytest.raises(ValueError, match=r"\(3, H, W\)"):
-            batcher.run_tiles(_stand_in(network), [torch.zeros(1, 3, 16, 16)])
+            batcher.run_tiles(stand_in_model(network), [torch.zeros(1, 3, 16, 16)])
     finally:
         batcher.close()
     assert network.batch_sizes == []
@@ -140,7 +128,7 @@ def test_batcher_refuses_malformed_tiles_before_queueing() -> None:
 def test_batcher_drops_the_queued_tiles_of_a_cancelled_caller(astronaut: np.ndarray) -> None:
     network = _Upscale4x()
     network.release.clear()
-    model = _stand_in(network)
+    model = stand_in_model(network)
     batcher = TileBatcher(max_batch=2, max_wait_s=0.0)
     cancel = CancelToken()
     try:
@@ -164,7 +152,7 @@ def test_batcher_drops_the_queued_tiles_of_a_cancelled_caller(astronaut: np.ndar
 
 def test_batcher_splits_a_batch_that_runs_out_of_memory(astronaut: np.ndarray) -> None:
     network = _Upscale4x(oom_above=2)
-    model = _stand_in(network)
+    model = stand_in_model(network)
     batcher = TileBatcher(max_batch=8, max_wait_s=0.0)
     tiles = _tiles(astronaut, 5, 32, 50)
     try:
@@ -178,7 +166,7 @@ def test_batcher_splits_a_batch_that_runs_out_of_memory(astronaut: np.ndarray) -
 
 
 def test_batch_limit_stays_within_the_workspace() -> None:
-    model = _stand_in(_Upscale4x())
+    model = stand_in_model(_Upscale4x())
     one_tile = network_bytes(model, 256 * 256)
     batcher = TileBatcher(max_batch=8, max_wait_s=0.0, workspace_bytes=3 * one_tile)
     try:
@@ -216,7 +204,7 @@ def test_concurrent_enhancements_match_their_single_request_results(
 
 def test_compiled_network_serves_warmed_shapes_and_runs_others_eagerly(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = _stand_in(nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), nn.PixelShuffle(4)).eval())
+    model = stand_in_model(nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), nn.PixelShuffle(4)).eval())
     compiled = compile_network(
         model, mode="default", tile_sides=[32], batch_limit=lambda h, w: 3, cache_dir=tmp_path, backend="eager"
     )
@@ -378,7 +366,7 @@ def test_engine_turns_out_of_memory_while_rendering_into_a_503_error(
         raise torch.OutOfMemoryError("simulated out of memory while rendering")
 
     monkeypatch.setattr(engine_module, "enhance_image", render_oom)
-    engine = Engine(model=_stand_in(_Upscale4x()), settings=Settings(data_dir=tmp_path, device="cpu"))
+    engine = Engine(model=stand_in_model(_Upscale4x()), settings=Settings(data_dir=tmp_path, device="cpu"))
     with pytest.raises(ModelOutOfMemoryError) as raised:
         engine.enhance(np.zeros((16, 16, 3), np.float32), None, 1)
     assert status_for(raised.value) == 503
@@ -388,7 +376,7 @@ def test_batcher_survives_a_failing_metrics_callback_and_refuses_work_once_close
     def broken(_stats: BatchStats) -> None:
         raise RuntimeError("metrics backend down")
 
-    model = _stand_in(_Upscale4x())
+    model = stand_in_model(_Upscale4x())
     batcher = TileBatcher(max_batch=4, max_wait_s=0.0, on_batch=broken)
     tiles = _tiles(astronaut, 2, 32, 0)
     assert len(batcher.run_tiles(model, tiles).outputs) == 2

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.errors import ModelOutOfMemoryError
-from models.sr import SRModel, feather_mask, get_network, plan_tiles, upscale
-from tests.conftest import to_float
+from models.sr import SRModel, feather_mask, plan_tiles, upscale
+from tests.conftest import stand_in_model, to_float
 
 
 @pytest.mark.parametrize(
@@ -64,21 +64,10 @@ class _Nearest4x(nn.Module):
         return out
 
 
-def _fake_model(fast: nn.Module, exact: nn.Module | None = None) -> SRModel:
-    return SRModel(
-        network=get_network("x4plus"),
-        device=torch.device("cpu"),
-        fast_dtype=torch.float32,
-        fast=fast,
-        exact=exact or fast,
-        channels_last=False,
-    )
-
-
 def test_upscale_out_of_memory_halves_the_tile_and_retries(chelsea: np.ndarray) -> None:
     image = torch.from_numpy(to_float(chelsea[:80, :80])).permute(2, 0, 1)[None]
     network = _Nearest4x(oom_above=40)
-    result, report = upscale(_fake_model(network), image, tile=80, overlap=8, min_tile=32)
+    result, report = upscale(stand_in_model(network), image, tile=80, overlap=8, min_tile=32)
     assert report.oom_retries == 1
     assert report.tile == 40
     expected = F.interpolate(image, scale_factor=4, mode="nearest")
@@ -88,13 +77,13 @@ def test_upscale_out_of_memory_halves_the_tile_and_retries(chelsea: np.ndarray) 
 def test_upscale_out_of_memory_below_minimum_tile_raises() -> None:
     image = torch.rand(1, 3, 64, 64)
     with pytest.raises(ModelOutOfMemoryError):
-        upscale(_fake_model(_Nearest4x(oom_above=1)), image, tile=64, min_tile=32)
+        upscale(stand_in_model(_Nearest4x(oom_above=1)), image, tile=64, min_tile=32)
 
 
 def test_upscale_nan_guard_recomputes_in_exact_precision(chelsea: np.ndarray) -> None:
     image = torch.from_numpy(to_float(chelsea[:32, :48])).permute(2, 0, 1)[None]
     exact = _Nearest4x()
-    result, report = upscale(_fake_model(_Nearest4x(nan=True), exact), image, tile=64)
+    result, report = upscale(stand_in_model(_Nearest4x(nan=True), exact), image, tile=64)
     assert report.nan_fallbacks == 1
     assert len(exact.calls) == 1
     assert torch.isfinite(result).all()
@@ -102,7 +91,7 @@ def test_upscale_nan_guard_recomputes_in_exact_precision(chelsea: np.ndarray) ->
 
 def test_upscale_rejects_wrong_shape() -> None:
     with pytest.raises(ValueError, match=r"\(1, 3, H, W\)"):
-        upscale(_fake_model(_Nearest4x()), torch.rand(3, 16, 16), tile=16)
+        upscale(stand_in_model(_Nearest4x()), torch.rand(3, 16, 16), tile=16)
 
 
 def test_tiled_matches_untiled_on_a_real_photo(x4plus_cpu: SRModel, astronaut: np.ndarray) -> None:

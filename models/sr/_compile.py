@@ -88,7 +88,7 @@ def compile_network(
     setattr(dynamo_config, limit_name, max(getattr(dynamo_config, limit_name), graphs + 8))
     torch.compiler.set_stance("default")
     module = cast(torch.nn.Module, torch.compile(model.fast, mode=mode, dynamic=False, fullgraph=True, backend=backend))
-    compiled = dataclasses.replace(model, compiled=CompiledNetwork(module=module, batches=batches, mode=mode))
+    compiled = dataclasses.replace(model, compiled=CompiledNetwork(module=module, batches=batches))
     started = time.perf_counter()
     generator = torch.Generator(device="cpu").manual_seed(0)
     for (height, width), sizes in batches.items():

@@ -75,7 +75,6 @@ class CompiledNetwork:
 
     module: torch.nn.Module
     batches: dict[tuple[int, int], tuple[int, ...]]
-    mode: str
 
     def batch_for(self, count: int, height: int, width: int) -> int | None:
         """The smallest warmed batch size holding ``count`` tiles of ``height`` x ``width``, or None."""
