@@ -1,0 +1,98 @@
+"""A dlib network as a PyTorch module: the layers read by :func:`read_network`, run bottom-up.
+
+dlib's layers map one to one onto PyTorch's: ``con`` → ``conv2d`` (cross-correlation, weights
+(out, in, rows, cols), dlib's explicit padding), ``affine`` → a per-channel scale and shift (batch
+norm folded at training's end), ``relu``, ``max_pool``/``avg_pool`` (floor-mode windows, no padding
+in these models; a 0×0 window means "the whole plane"), ``fc`` → a linear layer on the flattened
+input. Tags remember a tensor, ``skip`` brings one back and ``add_prev`` adds one; where the two
+differ in size dlib pads the smaller with zeros at the end of each dimension (``tt::add``), which a
+ResNet's down-sampling blocks rely on (a 3×3 output added to a 4×4 one).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from models.faces._dlib_format import DlibFormatError, Layer
+
+
+class _Op(nn.Module):
+    """One layer; ``kind`` says what ``forward`` does, parameters are buffers (inference only)."""
+
+    def __init__(self, layer: Layer) -> None:
+        super().__init__()
+        self.kind = layer.kind
+        fields = layer.fields
+        self.index = int(fields.get("index", 0))
+        self.stride: tuple[int, int] = tuple(fields.get("stride", (1, 1)))  # type: ignore[assignment]
+        self.padding: tuple[int, int] = tuple(fields.get("padding", (0, 0)))  # type: ignore[assignment]
+        self.size: tuple[int, int] = tuple(fields.get("size", (0, 0)))  # type: ignore[assignment]
+        self.weight: torch.Tensor
+        self.bias: torch.Tensor
+        if self.kind in ("con", "fc"):
+            self.register_buffer("weight", torch.from_numpy(fields["weight"].copy()))
+            self.register_buffer("bias", torch.from_numpy(fields["bias"].copy()))
+        elif self.kind == "affine":
+            if not fields["conv_mode"]:
+                raise DlibFormatError("affine layers in fully connected mode are not supported")
+            self.register_buffer("weight", torch.from_numpy(fields["gamma"].reshape(1, -1, 1, 1).copy()))
+            self.register_buffer("bias", torch.from_numpy(fields["beta"].reshape(1, -1, 1, 1).copy()))
+        elif self.kind in ("relu", "max_pool", "avg_pool", "add_prev", "tag", "skip"):
+            self.register_buffer("weight", torch.zeros(0))
+            self.register_buffer("bias", torch.zeros(0))
+        else:
+            raise DlibFormatError(f"no PyTorch counterpart for dlib layer {self.kind!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - dispatched by DlibNet
+        raise NotImplementedError
+
+
+def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a + b`` with the smaller one zero-padded at the end of each dimension (dlib's ``tt::add``)."""
+    if a.shape == b.shape:
+        return a + b
+    shape = [max(x, y) for x, y in zip(a.shape, b.shape, strict=True)]
+    out = a.new_zeros(shape)
+    out[: a.shape[0], : a.shape[1], : a.shape[2], : a.shape[3]] += a
+    out[: b.shape[0], : b.shape[1], : b.shape[2], : b.shape[3]] += b
+    return out
+
+
+class DlibNet(nn.Module):
+    """The layers of a dlib network, bottom-up, as one module.
+
+    ``forward`` takes the input layer's tensor (float32 N×C×H×W, already normalised the way the input
+    layer does it) and returns the last layer's output (N×K×h×w for convolutional nets, N×K for a
+    final ``fc``).
+    """
+
+    def __init__(self, layers: list[Layer]) -> None:
+        super().__init__()
+        self.ops = nn.ModuleList(_Op(layer) for layer in layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tags: dict[int, torch.Tensor] = {}
+        for op in self.ops:
+            assert isinstance(op, _Op)
+            kind = op.kind
+            if kind == "con":
+                x = F.conv2d(x, op.weight, op.bias, stride=op.stride, padding=op.padding)
+            elif kind == "affine":
+                x = torch.addcmul(op.bias, x, op.weight)
+            elif kind == "relu":
+                x = F.relu(x)
+            elif kind == "max_pool":
+                x = F.max_pool2d(x, op.size, op.stride, op.padding) if op.size != (0, 0) else x.amax((2, 3), True)
+            elif kind == "avg_pool":
+                x = F.avg_pool2d(x, op.size, op.stride, op.padding) if op.size != (0, 0) else x.mean((2, 3), True)
+            elif kind == "fc":
+                x = F.linear(x.flatten(1), op.weight, op.bias)
+            elif kind == "tag":
+                tags[op.index] = x
+            elif kind == "skip":
+                x = tags[op.index]
+            elif kind == "add_prev":
+                x = _add_padded(x, tags[op.index])
+        return x

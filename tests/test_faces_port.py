@@ -1,0 +1,157 @@
+"""The PyTorch/numpy port of dlib's face models against dlib itself (the test oracle, ``dlib-bin`` in
+the ``test`` extra), on real face photos (public domain, fetched from packages by tests/face_photos.py):
+the serialisation reader, the 128-D ResNet, the face chips, the 5-point landmarks and the MMOD
+detector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+import weights
+from models.faces._chips import extract_chip, face_chip_details, pyramid_down_2
+from models.faces._dlib_format import DlibFormatError, DlibReader, read_network
+from models.faces._resnet import FaceEmbedder, embed_chips, network_nodes
+from models.faces._shape import ShapePredictor, intensity_image
+from tests.face_photos import load_photo
+
+FACE_FILES = ["dlib-face-recognition-resnet-v1", "dlib-shape-predictor-5", "dlib-mmod-face-detector"]
+PORTRAITS = ["obama", "obama2", "obama3", "obama_partial_face", "biden", "hopper", "collins"]
+
+dlib = pytest.importorskip("dlib")
+
+
+@pytest.fixture(scope="session")
+def face_files() -> dict[str, Path]:
+    directory = weights.default_weights_dir()
+    weights.pull_model_files(directory, FACE_FILES)
+    return {name: weights.model_file_path(name, directory) for name in FACE_FILES}
+
+
+@pytest.fixture(scope="session")
+def oracle(face_files: dict[str, Path]) -> dict[str, Any]:
+    """dlib's own models on the same files."""
+    return {
+        "hog": dlib.get_frontal_face_detector(),
+        "shape": dlib.shape_predictor(str(face_files["dlib-shape-predictor-5"])),
+        "embedder": dlib.face_recognition_model_v1(str(face_files["dlib-face-recognition-resnet-v1"])),
+    }
+
+
+@pytest.fixture(scope="session")
+def embedder(face_files: dict[str, Path]) -> FaceEmbedder:
+    return FaceEmbedder.from_file(face_files["dlib-face-recognition-resnet-v1"])
+
+
+@pytest.fixture(scope="session")
+def shape_predictor(face_files: dict[str, Path]) -> ShapePredictor:
+    return ShapePredictor.from_file(face_files["dlib-shape-predictor-5"])
+
+
+def _photo(name: str) -> np.ndarray:
+    if name == "collins":
+        from skimage import data
+
+        return np.ascontiguousarray(data.astronaut())
+    return load_photo(name)
+
+
+@pytest.fixture(scope="session")
+def dlib_faces(oracle: dict[str, Any]) -> list[tuple[str, np.ndarray, Any, Any]]:
+    """(photo name, image, dlib rectangle, dlib 5-point shape) for every face dlib's HOG finds."""
+    found = []
+    for name in PORTRAITS:
+        image = _photo(name)
+        for rect in oracle["hog"](image, 1):
+            found.append((name, image, rect, oracle["shape"](image, rect)))
+    return found
+
+
+def _points(shape: Any) -> np.ndarray:
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def test_reader_decodes_dlib_integers_and_reals_as_dlib_writes_them() -> None:
+    # 300 = 0x012C in two bytes; -5 with the sign bit; 1.5 = 3 * 2**-1 as mantissa and exponent.
+    reader = DlibReader(bytes([0x02, 0x2C, 0x01, 0x81, 0x05, 0x01, 0x03, 0x81, 0x01, ord("1")]))
+    assert reader.integer() == 300
+    assert reader.integer() == -5
+    assert reader.real() == 1.5
+    assert reader.boolean() is True
+    assert reader.at_end
+
+
+def test_reader_refuses_a_truncated_network(face_files: dict[str, Path]) -> None:
+    data = face_files["dlib-face-recognition-resnet-v1"].read_bytes()
+    with pytest.raises(DlibFormatError):
+        read_network(data[: len(data) // 2], network_nodes())
+
+
+def test_resnet_reads_every_layer_of_the_file(face_files: dict[str, Path]) -> None:
+    network = read_network(face_files["dlib-face-recognition-resnet-v1"].read_bytes(), network_nodes())
+    kinds = [layer.kind for layer in network.layers]
+    assert kinds.count("con") == 29 and kinds.count("affine") == 29 and kinds.count("fc") == 1
+    assert network.layers[-1].fields["weight"].shape == (128, 256)
+    assert network.input["size"] == (150, 150)
+
+
+def test_landmarks_match_dlib_on_real_faces(
+    dlib_faces: list[tuple[str, np.ndarray, Any, Any]], shape_predictor: ShapePredictor
+) -> None:
+    assert len(dlib_faces) >= 8
+    for name, image, rect, shape in dlib_faces:
+        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
+        ported = shape_predictor.predict(intensity_image(image), box)
+        assert np.abs(ported - _points(shape)).max() <= 1.0, name
+
+
+def test_face_chips_match_dlib_pixel_for_pixel(dlib_faces: list[tuple[str, np.ndarray, Any, Any]]) -> None:
+    for name, image, _rect, shape in dlib_faces:
+        expected = np.asarray(dlib.get_face_chip(image, shape, 150, 0.25))
+        chip = extract_chip(image, face_chip_details(_points(shape)))
+        assert chip.shape == (150, 150, 3)
+        assert np.mean(chip != expected) < 0.001, name
+
+
+def test_pyramid_down_halves_like_dlib(dlib_faces: list[tuple[str, np.ndarray, Any, Any]]) -> None:
+    image = np.ascontiguousarray(dlib_faces[0][1][:101, :80])
+    expected = np.asarray(dlib.pyramid_down(2)(image))
+    halved = pyramid_down_2(image)
+    assert halved.shape == ((101 - 3) // 2, (80 - 3) // 2, 3)
+    assert np.array_equal(halved, expected)
+
+
+def test_embeddings_within_0_01_of_dlib_end_to_end(
+    dlib_faces: list[tuple[str, np.ndarray, Any, Any]],
+    oracle: dict[str, Any],
+    embedder: FaceEmbedder,
+    shape_predictor: ShapePredictor,
+) -> None:
+    """Landmarks, chip and ResNet all ported: the descriptor dlib stores in profiles is reproduced."""
+    chips, expected = [], []
+    for _name, image, rect, shape in dlib_faces:
+        box = (rect.left(), rect.top(), rect.right(), rect.bottom())
+        landmarks = shape_predictor.predict(intensity_image(image), box)
+        chips.append(extract_chip(image, face_chip_details(landmarks)))
+        expected.append(np.asarray(oracle["embedder"].compute_face_descriptor(image, shape)))
+    ported = embed_chips(embedder, np.stack(chips), batch=4)
+    distances = np.linalg.norm(ported - np.stack(expected), axis=1)
+    assert distances.max() < 0.01, distances
+
+
+def test_embedder_refuses_chips_of_the_wrong_shape(embedder: FaceEmbedder) -> None:
+    with pytest.raises(ValueError, match="150"):
+        embedder(torch.zeros((1, 100, 100, 3), dtype=torch.uint8))
+
+
+def test_embedder_batch_matches_one_at_a_time(
+    dlib_faces: list[tuple[str, np.ndarray, Any, Any]], embedder: FaceEmbedder
+) -> None:
+    chips = np.stack([extract_chip(image, face_chip_details(_points(shape))) for _, image, _, shape in dlib_faces[:3]])
+    together = embed_chips(embedder, chips, batch=3)
+    alone = np.concatenate([embed_chips(embedder, chip[None]) for chip in chips])
+    assert np.abs(together - alone).max() < 1e-4
