@@ -5,19 +5,22 @@ detector."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import weights
 from models.faces._chips import extract_chip, face_chip_details, pyramid_down_2
 from models.faces._dlib_format import DlibFormatError, DlibReader, read_network
+from models.faces._mmod import FaceDetector, tiled_pyramid_rects
 from models.faces._resnet import FaceEmbedder, embed_chips, network_nodes
 from models.faces._shape import ShapePredictor, intensity_image
-from tests.face_photos import load_photo
+from tests.face_photos import FACE_BOXES, load_photo
 
 FACE_FILES = ["dlib-face-recognition-resnet-v1", "dlib-shape-predictor-5", "dlib-mmod-face-detector"]
 PORTRAITS = ["obama", "obama2", "obama3", "obama_partial_face", "biden", "hopper", "collins"]
@@ -155,3 +158,95 @@ def test_embedder_batch_matches_one_at_a_time(
     together = embed_chips(embedder, chips, batch=3)
     alone = np.concatenate([embed_chips(embedder, chip[None]) for chip in chips])
     assert np.abs(together - alone).max() < 1e-4
+
+
+# ---------------------------------------------------------------------------------------------------
+# The MMOD detector
+
+
+@pytest.fixture(scope="session")
+def detector(face_files: dict[str, Path]) -> FaceDetector:
+    return FaceDetector.from_file(face_files["dlib-mmod-face-detector"])
+
+
+def _three_faces() -> np.ndarray:
+    """Obama, Biden and Hopper with faces about 90-110 px wide on scikit-image's coffee photo, 640×400."""
+    from skimage import data
+
+    canvas = Image.fromarray(data.coffee()).resize((640, 400))
+    for (name, width), spot in zip(
+        (("obama", 95), ("biden", 110), ("hopper", 90)), ((20, 40), (230, 150), (450, 30)), strict=True
+    ):
+        image = Image.fromarray(load_photo(name))
+        left, top, side = FACE_BOXES[name]
+        factor = width / side
+        small = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+        cx, cy, half = (left + side / 2) * factor, (top + side / 2) * factor, width * 0.9
+        canvas.paste(small.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))), spot)
+    return np.asarray(canvas)
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    height = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if width <= 0 or height <= 0:
+        return 0.0
+    inter = width * height
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "three_faces", "coffee"])
+def test_detections_match_dlib_cnn(name: str, face_files: dict[str, Path], detector: FaceDetector) -> None:
+    from skimage import data
+
+    image = {"astronaut": data.astronaut, "three_faces": _three_faces, "coffee": data.coffee}[name]()
+    image = np.ascontiguousarray(image)
+    cnn = dlib.cnn_face_detection_model_v1(str(face_files["dlib-mmod-face-detector"]))
+    expected = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom(), d.confidence) for d in cnn(image, 0)]
+    with torch.inference_mode():
+        found = detector(torch.from_numpy(image.copy())[None])[0]
+    assert len(found) == len(expected) == {"astronaut": 1, "three_faces": 3, "coffee": 0}[name]
+    for ours, theirs in zip(found, expected, strict=True):
+        assert _iou((ours.left, ours.top, ours.right, ours.bottom), theirs[:4]) >= 0.9
+        assert abs(ours.score - theirs[4]) < 0.01
+
+
+def test_tiled_pyramid_lays_levels_out_like_dlib() -> None:
+    rects, rows, cols = tiled_pyramid_rects(512, 512, 10, 11)
+    assert cols == 512 + 22
+    assert rects[0] == (11, 11, 522, 522)
+    # Each level is 5/6 of the previous one (floored), none overlaps another, all lie inside the plane.
+    for upper, lower in itertools.pairwise(rects):
+        assert lower[2] - lower[0] + 1 == int((upper[2] - upper[0] + 1) * 5 / 6)
+    for i, a in enumerate(rects):
+        assert min(a[0], a[1]) >= 0 and a[2] < cols and a[3] < rows
+        for b in rects[i + 1 :]:
+            assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]
+
+
+def test_detector_refuses_images_that_are_not_uint8_rgb(detector: FaceDetector) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        detector(torch.zeros((1, 64, 64, 3), dtype=torch.float32))
+
+
+def test_service_modules_never_import_dlib(face_files: dict[str, Path]) -> None:
+    """dlib is only the tests' oracle: the app, analysis and the face models run without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['dlib'] = None\n"  # any import of dlib now fails
+        "import numpy as np, server.app, models.analysis, models.faces\n"
+        "from pathlib import Path\n"
+        "from models.faces import FaceModels, FaceModelFiles, detect_faces\n"
+        f"models = FaceModels(FaceModelFiles(embedder=Path({str(face_files[FACE_FILES[0]])!r}), "
+        f"landmarks=Path({str(face_files[FACE_FILES[1]])!r}), detector=Path({str(face_files[FACE_FILES[2]])!r})))\n"
+        "from skimage import data\n"
+        "image = np.ascontiguousarray(data.astronaut()[::2, ::2])\n"
+        "faces = detect_faces(image, models, min_face=40)\n"
+        "print(len(faces), models.embed(image, [f.box for f in faces]).shape)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1", "(1,", "128)"]
