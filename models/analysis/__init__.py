@@ -11,7 +11,8 @@ Public face:
 * :func:`estimate_tone` → :class:`ToneEstimate` — exposure (EV from middle grey) and contrast.
 * :func:`estimate_colour_cast` → :class:`ColourCast` — illuminant by grey-edge.
 * :func:`classify_content` → :class:`ContentEstimate` — photo or illustration.
-* :func:`detect_faces` → :class:`FaceBox` list — scikit-image's LBP frontal-face cascade.
+* :func:`detect_faces` → :class:`FaceBox` list — the identity's face detector (dlib's MMOD CNN,
+  ported) on a bounded working copy.
 
 Every function takes ``rgb`` as float32 H×W×3 in [0, 1], sRGB-encoded, RGB order, on the CPU, and is
 deterministic. Accuracy against known truth: ``tests/benchmarks/bench_estimators.py``.

@@ -17,6 +17,7 @@ from models.analysis._jpeg import JpegEstimate, jpeg_quality_from_bytes, jpeg_qu
 from models.analysis._noise import estimate_noise_sigma
 from models.analysis._resolution import estimate_upscale_factor
 from models.analysis._tone import ToneEstimate, estimate_tone
+from models.faces import FaceDetector
 
 
 @dataclass(frozen=True)
@@ -71,11 +72,14 @@ class ImageAnalysis:
         }
 
 
-def analyse_image(rgb: np.ndarray, source: bytes | None = None, *, detect: bool = True) -> ImageAnalysis:
+def analyse_image(
+    rgb: np.ndarray, source: bytes | None = None, *, detect: bool = True, face_detector: FaceDetector | None = None
+) -> ImageAnalysis:
     """Run every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB, as decoded).
 
     ``source``: the original file bytes, when available: a JPEG's quantisation tables then give its
-    quality exactly (otherwise it is recovered from the pixels). ``detect``: run face detection.
+    quality exactly (otherwise it is recovered from the pixels). ``detect``: run face detection, with
+    ``face_detector`` (the service's, on its device) or the default CPU one.
     Deterministic; raises ``ValueError`` for arrays of the wrong type or shape.
     """
     check_rgb(rgb)
@@ -99,7 +103,7 @@ def analyse_image(rgb: np.ndarray, source: bytes | None = None, *, detect: bool 
     tone = timed("tone_s", estimate_tone, rgb)
     colour = timed("colour_s", estimate_colour_cast, rgb)
     content = timed("content_s", classify_content, rgb, noise)
-    faces = timed("faces_s", detect_faces, rgb) if detect else None
+    faces = timed("faces_s", detect_faces, rgb, face_detector) if detect else None
     return ImageAnalysis(
         width=int(rgb.shape[1]),
         height=int(rgb.shape[0]),

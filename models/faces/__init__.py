@@ -1,11 +1,12 @@
-"""Faces: detection, embeddings, profiles, matching and the identity guard, on dlib's CC0 models.
+"""Faces: detection, embeddings, profiles, matching and the identity guard, on dlib's CC0 models
+ported to PyTorch (weights read from dlib's own ``.dat`` files; dlib is only the tests' oracle).
 
 Public face:
 
-* :class:`FaceModels` (from :class:`FaceModelFiles`) — dlib's HOG detector, MMOD CNN, 5-point
-  landmarks and ResNet embedder; every call takes uint8 H×W×3 RGB.
-* :func:`detect_faces` → :class:`DetectedFace` — HOG proposes (image scaled so faces of ``min_face``
-  px are seen), the CNN confirms each proposal on a crop.
+* :class:`FaceModels` (from :class:`FaceModelFiles`, on a ``device``) — dlib's MMOD CNN detector
+  (:class:`FaceDetector`), 5-point landmarks and ResNet embedder; every call takes uint8 H×W×3 RGB.
+* :func:`detect_faces` → :class:`DetectedFace` — the CNN on a working copy scaled so faces of
+  ``min_face`` px are seen (bounded by ``max_work_pixels``); analysis uses the same detector.
 * :func:`build_profile` → :class:`BuiltProfile` — the person present across references
   (:class:`ReferenceFaces`), outliers rejected; :class:`ProfileBuildError` otherwise.
 * :func:`match_faces` → :class:`FaceMatch` — one-to-one assignment under :data:`MATCH_THRESHOLD`
@@ -18,6 +19,7 @@ Embeddings are float32 (N, 128); boxes are :class:`Box` in the pixels of the ima
 """
 
 from models.faces._detect import DetectedFace, detect_faces
+from models.faces._dlib_format import DlibFormatError
 from models.faces._guard import GuardDecision, feathered_ellipse, guard_face, soften_face, to_uint8
 from models.faces._identify import IdentityPolicy, IdentityResult, identify_outputs
 from models.faces._match import (
@@ -28,6 +30,7 @@ from models.faces._match import (
     match_faces,
     profile_distances,
 )
+from models.faces._mmod import FaceDetector
 from models.faces._models import EMBEDDING_SIZE, Box, FaceModelFiles, FaceModels
 from models.faces._picture import face_picture
 from models.faces._profile import BuiltProfile, ProfileBuildError, ReferenceFaces, build_profile
@@ -38,6 +41,8 @@ __all__ = [
     "Box",
     "BuiltProfile",
     "DetectedFace",
+    "DlibFormatError",
+    "FaceDetector",
     "FaceMatch",
     "FaceModelFiles",
     "FaceModels",

@@ -99,6 +99,7 @@ def guard_face(
     *,
     max_drift: float,
     blend_steps: tuple[float, ...],
+    embedding: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, GuardDecision]:
     """Check one face of one output against its input embedding ``reference`` (128,) and soften it
     when it drifted more than ``max_drift``. ``output`` is float32 h×w×3 in [0, 1] or uint8 h×w×3
@@ -106,8 +107,10 @@ def guard_face(
     same array when ``output`` is uint8), ``source`` the input as uint8 H×W×3, ``box`` in output pixels.
     Returns (output, output_u8, embedding on the returned output, decision): the given arrays when the
     face was kept; new ones when it was softened, ``output`` then float32 and ``output_u8`` its
-    :func:`to_uint8`."""
-    embedding = models.embed(output_u8, [box])[0]
+    :func:`to_uint8`. ``embedding``: the face's embedding on ``output_u8`` when the caller already has
+    it (from one batch for all faces), else it is computed here."""
+    if embedding is None:
+        embedding = models.embed(output_u8, [box])[0]
     drift = float(np.linalg.norm(embedding - reference))
     if drift <= max_drift:
         return output, output_u8, embedding, GuardDecision(drift, 0.0, drift)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from models.faces._detect import detect_faces
+from models.faces._detect import MAX_WORK_PIXELS, DetectedFace, detect_faces
 from models.faces._guard import GuardDecision, guard_face, to_uint8
 from models.faces._match import MATCH_THRESHOLD, FaceMatch, KnownProfile, count_known_subjects, match_faces
 from models.faces._models import FaceModels
@@ -26,7 +26,7 @@ class IdentityPolicy:
     max_drift: float = 0.2
     blend_steps: tuple[float, ...] = (0.5, 0.75, 1.0)
     min_face: int = 40
-    max_work_pixels: float = 16e6
+    max_work_pixels: float = MAX_WORK_PIXELS
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,13 @@ def identify_outputs(
     models: FaceModels,
     candidates: Sequence[KnownProfile],
     policy: IdentityPolicy,
+    faces: Sequence[DetectedFace] | None = None,
 ) -> IdentityResult:
     """Detect faces on ``source`` (the input, float32 H×W×3 in [0, 1], sRGB), map them onto every
     output (h×w×3, the same aspect, RGB: uint8 as the pipeline quantises them, or float in [0, 1]),
     embed them on each output, guard them, and match them one-to-one against ``candidates``. Only
-    candidates can be counted or named in the report.
+    candidates can be counted or named in the report. ``faces``: the faces already detected on
+    ``source`` (by the same detector, e.g. during analysis), to skip detecting them again.
 
     Each returned image has its output's dtype. A uint8 output is embedded as is and converted to
     float only when a face on it is softened; the softened result is re-quantised with
@@ -67,7 +69,8 @@ def identify_outputs(
     timings: dict[str, float] = {}
     mark = time.perf_counter()
     source_u8 = to_uint8(source)
-    faces = detect_faces(source_u8, models, min_face=policy.min_face, max_work_pixels=policy.max_work_pixels)
+    if faces is None:
+        faces = detect_faces(source_u8, models, min_face=policy.min_face, max_work_pixels=policy.max_work_pixels)
     timings["detect_s"] = time.perf_counter() - mark
     if not faces:
         return IdentityResult(list(outputs), {}, {"faces": [], "timings": _rounded(timings)})
@@ -84,17 +87,21 @@ def identify_outputs(
         quantised = given.dtype == np.uint8
         output = given
         output_u8 = given if quantised else to_uint8(given)
-        embeddings = np.zeros_like(references)
+        # Every face of the output in one batch; after a face is softened the output has changed, so
+        # the faces after it are embedded again on the softened output.
+        embeddings = models.embed(output_u8, boxes)
         decisions: list[GuardDecision | None] = []
+        softened = False
         for index, box in enumerate(boxes):
             if policy.guard:
                 output, output_u8, embeddings[index], guarded = guard_face(
                     output, output_u8, source_u8, box, references[index], models,
                     max_drift=policy.max_drift, blend_steps=policy.blend_steps,
+                    embedding=None if softened else embeddings[index],
                 )  # fmt: skip
+                softened = softened or guarded.blend > 0
                 decisions.append(guarded)
             else:
-                embeddings[index] = models.embed(output_u8, [box])[0]
                 decisions.append(None)
         matches = match_faces(embeddings, candidates, policy.match_threshold)
         by_face = {match.face: match for match in matches}

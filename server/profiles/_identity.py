@@ -7,6 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import weights
 from models.faces import FaceModelFiles, FaceModels, IdentityPolicy, KnownProfile, identify_outputs
 from models.pipeline import EnhanceResult
@@ -23,8 +25,10 @@ FACE_FILES = {
 }
 
 
-def load_face_models(settings: Settings) -> FaceModels:
-    """dlib's face models from the weights folder (pulled first when missing and allowed)."""
+def load_face_models(settings: Settings, device: torch.device | str | None = None) -> FaceModels:
+    """dlib's face models (ported to PyTorch) from the weights folder (pulled first when missing and
+    allowed), on ``device``: by default the device the settings give the engine (``ENHANCE_DEVICE``:
+    ``auto`` is CUDA when available), so detection and embeddings run beside the network."""
     directory = settings.weights_dir or weights.default_weights_dir()
     names = list(FACE_FILES.values())
     if settings.auto_pull_weights:
@@ -34,7 +38,10 @@ def load_face_models(settings: Settings) -> FaceModels:
             logger.info("face model files missing or invalid in %s: pulling them now", directory)
             weights.pull_model_files(directory, names)
     paths: dict[str, Path] = {role: weights.model_file_path(name, directory) for role, name in FACE_FILES.items()}
-    return FaceModels(FaceModelFiles(**paths))
+    if device is None:
+        auto = settings.device == "auto"
+        device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if auto else settings.device)
+    return FaceModels(FaceModelFiles(**paths), device=device)
 
 
 def identity_policy_of(settings: Settings) -> IdentityPolicy:

@@ -3,6 +3,7 @@
     python tests/benchmarks/bench_faces.py detect      # recall / false faces / time on collages
     python tests/benchmarks/bench_faces.py calibrate   # true-match and false-match rates by threshold
     python tests/benchmarks/bench_faces.py drift       # embedding drift through x4plus, with the guard
+    python tests/benchmarks/bench_faces.py speed       # per-request face detection + embedding time
 
 Photos: ``tests/face_photos.py`` (Obama ×3 distinct photos, Biden, Grace Hopper, Eileen Collins; all
 public domain), augmented (crop, scale, mirror, gain, gamma, JPEG) with fixed seeds.
@@ -223,15 +224,69 @@ def run_drift(models: FaceModels) -> dict:
     return {"rows": rows}
 
 
+def three_faces_2k() -> np.ndarray:
+    """A 2048×1365 real background (scikit-image's coffee) with three faces 90, 130 and 180 px wide."""
+    from skimage import data
+
+    canvas = Image.fromarray(data.coffee()).resize((2048, 1365), Image.Resampling.LANCZOS)
+    for (name, width), (x, y) in zip((("obama2", 90), ("biden", 130), ("hopper", 180)),
+                                     ((150, 200), (900, 700), (1500, 250)), strict=True):  # fmt: skip
+        image = Image.fromarray(load_photo(name))
+        left, top, side = FACE_BOXES[name]
+        factor = width / side
+        small = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+        cx, cy, half = (left + side / 2) * factor, (top + side / 2) * factor, width * 1.6
+        canvas.paste(small.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))), (x, y))
+    return np.asarray(canvas)
+
+
+def run_speed(models: FaceModels, repeats: int = 3) -> dict:
+    """Per-request face work: the analysis's face count on the input, then identity's detection and
+    one embedding per face (median of ``repeats`` after a warm-up)."""
+    from skimage import data
+
+    from models.analysis import detect_faces as analysis_faces
+
+    cases = {
+        "astronaut 512x512, 1 face": np.ascontiguousarray(data.astronaut()),
+        "collage 2048x1365, 3 faces": three_faces_2k(),
+    }
+    rows = []
+    for label, image in cases.items():
+        rgb = image.astype(np.float32) / 255.0
+        times: dict[str, list[float]] = {"analysis_faces_s": [], "detect_s": [], "embed_s": []}
+        found = 0
+        for attempt in range(repeats + 1):
+            mark = time.perf_counter()
+            analysis_faces(rgb)
+            analysed = time.perf_counter()
+            faces = detect_faces(image, models)
+            detected = time.perf_counter()
+            models.embed(image, [face.box for face in faces])
+            embedded = time.perf_counter()
+            found = len(faces)
+            if attempt:
+                times["analysis_faces_s"].append(analysed - mark)
+                times["detect_s"].append(detected - analysed)
+                times["embed_s"].append(embedded - detected)
+        row = {"image": label, "faces": found, **{k: round(float(np.median(v)), 3) for k, v in times.items()}}
+        row["total_s"] = round(row["analysis_faces_s"] + row["detect_s"] + row["embed_s"], 3)
+        rows.append(row)
+        print(row, flush=True)
+    return {"rows": rows}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["detect", "calibrate", "drift"])
+    parser.add_argument("part", choices=["detect", "calibrate", "drift", "speed"])
     parser.add_argument("--count", type=int, default=20, help="probes per photo family / person")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     models = load_models()
     started = time.perf_counter()
-    result = {"detect": run_detect, "drift": run_drift}.get(args.part, lambda m: run_calibrate(m, args.count))(models)
+    result = {"detect": run_detect, "drift": run_drift, "speed": run_speed}.get(
+        args.part, lambda m: run_calibrate(m, args.count)
+    )(models)
     print(f"done in {time.perf_counter() - started:.0f} s")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
