@@ -186,7 +186,7 @@ def _three_faces() -> np.ndarray:
     return np.asarray(canvas)
 
 
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     width = min(a[2], b[2]) - max(a[0], b[0]) + 1
     height = min(a[3], b[3]) - max(a[1], b[1]) + 1
     if width <= 0 or height <= 0:
@@ -250,3 +250,24 @@ def test_service_modules_never_import_dlib(face_files: dict[str, Path]) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "(1,", "128)"]
+
+
+@pytest.mark.gpu
+def test_cuda_detections_and_embeddings_agree_with_the_cpu(face_files: dict[str, Path]) -> None:
+    """The same models on the GPU (TF32 convolutions allowed): same faces, embeddings within 0.01."""
+    from models.faces import FaceModelFiles, FaceModels, detect_faces
+
+    files = FaceModelFiles(
+        embedder=face_files[FACE_FILES[0]], landmarks=face_files[FACE_FILES[1]], detector=face_files[FACE_FILES[2]]
+    )
+    image = _three_faces()
+    on_cpu, on_gpu = FaceModels(files), FaceModels(files, device="cuda")
+    cpu_faces, gpu_faces = detect_faces(image, on_cpu), detect_faces(image, on_gpu)
+    assert len(cpu_faces) == len(gpu_faces) == 3
+    for a, b in zip(cpu_faces, gpu_faces, strict=True):
+        box_a = (a.box.left, a.box.top, a.box.right - 1, a.box.bottom - 1)
+        box_b = (b.box.left, b.box.top, b.box.right - 1, b.box.bottom - 1)
+        assert _iou(box_a, box_b) >= 0.9
+    boxes = [face.box for face in cpu_faces]
+    distances = np.linalg.norm(on_cpu.embed(image, boxes) - on_gpu.embed(image, boxes), axis=1)
+    assert distances.max() < 0.01
