@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from models.faces._detect import MAX_WORK_PIXELS, DetectedFace, detect_faces
+from models.faces._detect import DetectedFace, detect_faces
 from models.faces._guard import GuardDecision, guard_face, to_uint8
 from models.faces._match import MATCH_THRESHOLD, FaceMatch, KnownProfile, count_known_subjects, match_faces
 from models.faces._models import FaceModels
@@ -19,14 +19,15 @@ from models.faces._models import FaceModels
 class IdentityPolicy:
     """``match_threshold``: largest face-to-profile distance counted as a match; ``guard``: run the
     identity guard; ``max_drift``: the embedding drift (input → output) it tolerates per face;
-    ``blend_steps``: weights of the softer face it tries, in order; ``min_face``: smallest face, px."""
+    ``blend_steps``: weights of the softer face it tries, in order; ``min_face``: smallest face, px;
+    ``max_work_pixels``: the detector's working-copy budget (None: by device, see ``detect_faces``)."""
 
     match_threshold: float = MATCH_THRESHOLD
     guard: bool = True
     max_drift: float = 0.2
     blend_steps: tuple[float, ...] = (0.5, 0.75, 1.0)
     min_face: int = 40
-    max_work_pixels: float = MAX_WORK_PIXELS
+    max_work_pixels: float | None = None
 
 
 @dataclass(frozen=True)
