@@ -45,8 +45,31 @@ class _Op(nn.Module):
         else:
             raise DlibFormatError(f"no PyTorch counterpart for dlib layer {self.kind!r}")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - dispatched by DlibNet
-        raise NotImplementedError
+    def forward(self, x: torch.Tensor, tags: dict[int, torch.Tensor]) -> torch.Tensor:
+        """This layer on ``x``; ``tags`` holds the tensors tag layers remembered (updated in place)."""
+        kind = self.kind
+        if kind == "con":
+            return F.conv2d(x, self.weight, self.bias, stride=self.stride, padding=self.padding)
+        if kind == "affine":
+            return torch.addcmul(self.bias, x, self.weight)
+        if kind == "relu":
+            return F.relu(x)
+        if kind == "max_pool":
+            return (
+                F.max_pool2d(x, self.size, self.stride, self.padding) if self.size != (0, 0) else x.amax((2, 3), True)
+            )
+        if kind == "avg_pool":
+            return (
+                F.avg_pool2d(x, self.size, self.stride, self.padding) if self.size != (0, 0) else x.mean((2, 3), True)
+            )
+        if kind == "fc":
+            return F.linear(x.flatten(1), self.weight, self.bias)
+        if kind == "tag":
+            tags[self.index] = x
+            return x
+        if kind == "skip":
+            return tags[self.index]
+        return _add_padded(x, tags[self.index])  # add_prev
 
 
 def _add_padded(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -75,24 +98,5 @@ class DlibNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tags: dict[int, torch.Tensor] = {}
         for op in self.ops:
-            assert isinstance(op, _Op)
-            kind = op.kind
-            if kind == "con":
-                x = F.conv2d(x, op.weight, op.bias, stride=op.stride, padding=op.padding)
-            elif kind == "affine":
-                x = torch.addcmul(op.bias, x, op.weight)
-            elif kind == "relu":
-                x = F.relu(x)
-            elif kind == "max_pool":
-                x = F.max_pool2d(x, op.size, op.stride, op.padding) if op.size != (0, 0) else x.amax((2, 3), True)
-            elif kind == "avg_pool":
-                x = F.avg_pool2d(x, op.size, op.stride, op.padding) if op.size != (0, 0) else x.mean((2, 3), True)
-            elif kind == "fc":
-                x = F.linear(x.flatten(1), op.weight, op.bias)
-            elif kind == "tag":
-                tags[op.index] = x
-            elif kind == "skip":
-                x = tags[op.index]
-            elif kind == "add_prev":
-                x = _add_padded(x, tags[op.index])
+            x = op(x, tags)
         return x
