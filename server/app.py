@@ -26,6 +26,7 @@ from server.routes import (
     files_router,
     health_router,
     jobs_router,
+    page_router,
     profiles_router,
     webhooks_router,
 )
@@ -220,4 +221,5 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
+    app.include_router(page_router)
     return app
