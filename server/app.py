@@ -92,6 +92,12 @@ class Metrics:
         self.busy_seconds = Counter(
             "enhance_network_busy_seconds", "Device time of network batches", registry=self.registry
         )
+        self.mode = Gauge(
+            "enhance_mode_info",
+            "1 for the service's mode ('test': no network, a stand-in upscaler) and network",
+            ["mode", "network"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Called by the tile batcher's thread after each batch."""
@@ -108,6 +114,7 @@ class Metrics:
         engine: Engine | None = getattr(app.state, "engine", None)
         if engine is None:
             return
+        self.mode.labels(mode=engine.settings.mode, network=engine.model.network.name).set(1)
         if engine.budget is not None:
             self.memory_budget.set(engine.budget.total)
         if engine.memory is not None:

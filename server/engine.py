@@ -16,11 +16,13 @@ from models.errors import ModelOutOfMemoryError
 from models.pipeline import EnhanceOptions, EnhanceResult, enhance_image
 from models.prompt import parse_prompt
 from models.sr import (
+    TEST_NETWORK,
     BatchStats,
     CancelToken,
     MemoryBudget,
     SRModel,
     TileBatcher,
+    build_weightless_model,
     choose_tile_size,
     compile_network,
     get_network,
@@ -87,6 +89,34 @@ def split_budget(total: int, weights_bytes: int) -> DeviceBudget:
     return DeviceBudget(total=total, weights=weights_bytes, workspace=workspace, requests=free - workspace)
 
 
+def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel]:
+    """The network for each content type on ``device``. Real mode loads the weights (pulling them first
+    when allowed and missing); test mode loads none and gives every content type the weightless
+    stand-in (``TEST_NETWORK``), with a warning in the log."""
+    if settings.mode == "test":
+        logger.warning(
+            "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
+            "(network 'none'), every other stage runs for real. Not for real enhancement."
+        )
+        model = build_weightless_model(get_network(TEST_NETWORK), device)
+        return dict.fromkeys(CONTENT_NETWORKS, model)
+    networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
+    names = sorted({n.weights_name for n in networks.values()})
+    weights_dir = weights_dir_of(settings)
+    if settings.auto_pull_weights:
+        try:
+            weights.verify_weights(weights_dir, names)
+        except weights.WeightsError:
+            logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
+            weights.pull_weights(weights_dir, names)
+    models = {}
+    for content, network in networks.items():
+        state_dict = weights.load_state_dict(network.weights_name, weights_dir)
+        models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
+        logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+    return models
+
+
 @dataclass
 class Engine:
     """The networks on their device (``model`` is the photo network; ``models`` maps each content type
@@ -106,21 +136,8 @@ class Engine:
         """Load (pulling first when allowed and missing) the weights, build the networks, split the
         memory budget, start the tile batcher and, when ``compile_mode`` is set, compile and warm up
         the networks for their tile shapes (minutes on a cold cache; before the service is ready)."""
-        networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
-        names = sorted({n.weights_name for n in networks.values()})
-        weights_dir = weights_dir_of(settings)
-        if settings.auto_pull_weights:
-            try:
-                weights.verify_weights(weights_dir, names)
-            except weights.WeightsError:
-                logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
-                weights.pull_weights(weights_dir, names)
         device = resolve_device(settings.device)
-        models = {}
-        for content, network in networks.items():
-            state_dict = weights.load_state_dict(network.weights_name, weights_dir)
-            models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
-            logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+        models = load_networks(settings, device)
         total = memory_budget_bytes(settings, device)
         if device.type == "cuda":
             # A hard cap: allocations beyond the budget raise out-of-memory (handled) instead of growing.
@@ -137,7 +154,7 @@ class Engine:
         tile = settings.tile_size or choose_tile_size(
             photo, max_tile=settings.max_tile_size, cpu_tile=settings.cpu_tile_size, workspace_bytes=budget.workspace
         )
-        if settings.compile_mode != "off":
+        if settings.compile_mode != "off" and settings.mode != "test":
             sides = [side for side in settings.compile_tile_side_list if side <= tile]
             cache_dir = settings.compile_cache_dir or settings.data_dir / "compile-cache"
             for content, model in list(models.items()):
@@ -204,7 +221,7 @@ class Engine:
         memory outside the network (which retries with smaller tiles itself) raises
         ``ModelOutOfMemoryError`` (503 with ``Retry-After``)."""
         try:
-            return enhance_image(
+            result = enhance_image(
                 rgb,
                 alpha,
                 self.models or {"photo": self.model},
@@ -215,6 +232,8 @@ class Engine:
                 memory=self.memory,
                 cancel=cancel,
             )
+            result.report["mode"] = self.settings.mode
+            return result
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -28,7 +28,9 @@ async def readyz(request: Request) -> Response:
         await anyio.to_thread.run_sync(engine.probe)
     except Exception:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
-    body = ReadinessResponse(status="ready", device=str(engine.device), network=engine.model.network.name)
+    body = ReadinessResponse(
+        status="ready", device=str(engine.device), network=engine.model.network.name, mode=engine.settings.mode
+    )
     return JSONResponse(body.model_dump())
 
 
