@@ -400,3 +400,23 @@ def test_full_queue_is_503_with_retry_after_while_admitted_requests_finish(
     assert refused.status_code == 503
     assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
     assert refused.headers["Retry-After"] == "7"
+
+
+def test_enhance_passes_the_admission_gate_once_per_request(
+    client: TestClient, photo_b64: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.worker import EnhanceWorker
+
+    admitted: list[object] = []
+    real = EnhanceWorker.run_cancellable
+
+    async def counting(self: EnhanceWorker, fn: object) -> object:
+        admitted.append(fn)
+        return await real(self, fn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(EnhanceWorker, "run_cancellable", counting)
+    response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, "num_output_images": 2})
+    assert response.status_code == 200
+    parameters = json.loads(response.headers["X-Enhance-Parameters"])
+    assert "identity_s" in parameters["timings"] and parameters["identity"] is not None  # identity ran too
+    assert len(admitted) == 1

@@ -4,6 +4,7 @@ The network is a stand-in (bicubic ×4): these tests are about the conductor, no
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 from pathlib import Path
@@ -129,3 +130,29 @@ def test_identify_stage_guards_and_reports_faces_of_a_real_portrait(
     assert len(header["identity"]["faces"]) == 1  # Eileen Collins
     assert header["identity"]["faces"][0]["outputs"][0]["guard"] in ("kept", "softened")
     assert header["timings"]["identity_s"] > 0 and outcome.counts == {}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_models_import_neither_the_server_nor_any_network_client() -> None:
+    root = Path(__file__).resolve().parents[1] / "models"
+    offending = {
+        str(path.relative_to(root.parent)): sorted(found)
+        for path in root.rglob("*.py")
+        if (found := _imports(path) & {"server", "fastapi", "starlette", "httpx", "httpcore", "socket", "urllib"})
+    }
+    assert offending == {}
+    # The one place that vets outbound addresses serves both image fetches and callbacks.
+    server = Path(__file__).resolve().parents[1] / "server"
+    vetting = [p.name for p in server.rglob("*.py") if "def refused_address_reason" in p.read_text()]
+    assert vetting == ["outbound.py"]
+    assert "refused_address_reason" in (server / "jobs" / "_callbacks.py").read_text()
