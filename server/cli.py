@@ -251,13 +251,14 @@ class LocalEnhancer:
         self.pipeline = LocalPipeline.load(settings.model_copy(update=updates))
 
     def enhance(self, data: bytes, request: Request, stage: Stage) -> list[bytes]:
-        from models.errors import InvalidImageError, UnsupportedFormatError
+        from models.errors import InvalidImageError, ModelOutOfMemoryError, UnsupportedFormatError
 
+        stage("enhance")
         try:
             return self.pipeline.enhance_file(
-                data, request.variations, prompt=request.prompt, fmt=request.fmt, today=dt.date.today(), stage=stage
+                data, request.variations, prompt=request.prompt, fmt=request.fmt, today=dt.date.today()
             )
-        except (InvalidImageError, UnsupportedFormatError) as exc:
+        except (InvalidImageError, UnsupportedFormatError, ModelOutOfMemoryError) as exc:
             raise FileFailedError(str(exc)) from None
 
     def close(self) -> None:
@@ -294,8 +295,12 @@ class _FileProgress:
 
     def stage(self, name: str) -> None:
         self.name = name
-        self.bar.update(1)
+        if self.bar.n < self.bar.total - 1:  # the last step is the file's end
+            self.bar.update(1)
         self._show()
+
+    def finish(self) -> None:
+        self.bar.update(self.bar.total - self.bar.n)
 
     def _show(self) -> None:
         spent = time.monotonic() - self.started
@@ -353,11 +358,13 @@ def run_tasks(
                     raise FileFailedError(f"expected {request.variations} outputs, got {len(outputs)}")
                 for index, blob in enumerate(outputs):
                     write_atomically(output_paths(task, request.variations, sniff_format(blob))[index], blob)
+                file_progress.finish()
                 summary.done.append(task.source)
                 seconds.append(time.monotonic() - started)
-            except (FileFailedError, OSError) as exc:
-                summary.failed.append((task.source, str(exc)))
-                log(f"FAILED {task.source}: {exc}")
+            except Exception as exc:  # one file's failure, whatever it is, must not stop the others
+                reason = str(exc) if isinstance(exc, FileFailedError | OSError) else f"{type(exc).__name__}: {exc}"
+                summary.failed.append((task.source, reason))
+                log(f"FAILED {task.source}: {reason}")
             finally:
                 file_progress.close()
                 bar.close()

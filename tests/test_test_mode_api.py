@@ -83,9 +83,9 @@ def test_mode_environment() -> Iterator[None]:
 
 
 def test_reused_suite_runs_without_any_network_weights(client: TestClient) -> None:
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    assert engine.settings.mode == "test"
-    models = engine.models.values()
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.settings.mode == "test"
+    models = runtime.models.values()
     assert {model.network.name for model in models} == {"none"}
     assert sum(p.numel() for model in models for p in model.fast.parameters()) == 0
 

@@ -49,6 +49,6 @@ def test_mode_environment() -> Iterator[None]:
 
 
 def test_job_suite_runs_in_test_mode(client: TestClient) -> None:
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    assert engine.settings.mode == "test"
-    assert {model.network.name for model in engine.models.values()} == {"none"}
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.settings.mode == "test"
+    assert {model.network.name for model in runtime.models.values()} == {"none"}

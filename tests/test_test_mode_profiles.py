@@ -89,4 +89,4 @@ def test_counts_in_test_mode_equal_the_counts_with_the_network(
 
 
 def test_profile_suite_runs_in_test_mode(client: TestClient) -> None:
-    assert client.app.state.engine.settings.mode == "test"  # type: ignore[attr-defined]
+    assert client.app.state.runtime.settings.mode == "test"  # type: ignore[attr-defined]
