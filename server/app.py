@@ -16,11 +16,12 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.sr import BatchStats
+from server import features
 from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
-from server.profiles import Identity, ProfileService, load_face_models
+from server.profiles import Identity, ProfileService
 from server.routes import (
     enhance_router,
     files_router,
@@ -168,7 +169,16 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         app.state.engine = await anyio.to_thread.run_sync(
             lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
         )
-        face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        face_models, identity_feature = await anyio.to_thread.run_sync(features.load_identity, settings)
+        app.state.features = {
+            feature.name: feature
+            for feature in (
+                identity_feature,
+                features.high_bit_depth(),
+                features.illustration_network(app.state.engine.models or {}),
+            )
+        }
+        features.log_features(app.state.features)
         profile_store = ProfileStore(database, data_dir / "profiles")
         app.state.identity = Identity(face_models, profile_store, settings)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)

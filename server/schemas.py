@@ -83,7 +83,15 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
 
 
+class FeatureStatus(BaseModel):
+    """One optional feature of this installation: on, or off and why (see the README's feature table)."""
+
+    enabled: bool
+    detail: str
+
+
 class ReadinessResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     device: str | None = None
     network: str | None = None
+    features: dict[str, FeatureStatus] | None = None

@@ -92,7 +92,7 @@ Encoding
     caller flattens (:func:`flatten_alpha`) or chooses PNG.
 """
 
-from models.imageio._decode import DecodedImage, decode_image
+from models.imageio._decode import DecodedImage, decode_image, high_bit_depth_available
 from models.imageio._encode import encode_image, flatten_alpha
 from models.imageio._fetch import FetchPolicy, fetch_url, refused_address_reason
 from models.imageio._source import load_image_source
@@ -104,6 +104,7 @@ __all__ = [
     "encode_image",
     "fetch_url",
     "flatten_alpha",
+    "high_bit_depth_available",
     "load_image_source",
     "refused_address_reason",
 ]

@@ -10,11 +10,16 @@ from typing import Any
 import weights
 from models.faces import FaceModelFiles, FaceModels, IdentityPolicy, KnownProfile, identify_outputs
 from models.pipeline import EnhanceResult
-from server.errors import NotFoundError, ProfileNotReadyError
+from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
 from server.settings import Settings
 from server.storage.profiles import ProfileStore
 
 logger = logging.getLogger(__name__)
+
+IDENTITY_OFF = (
+    "Identity features are off on this server: its face models are not installed (an offline install "
+    "made without faces). Profiles, profile_ids and [[profile_id]] tokens need them; see GET /readyz."
+)
 
 FACE_FILES = {
     "embedder": "dlib-face-recognition-resnet-v1",
@@ -49,7 +54,7 @@ def identity_policy_of(settings: Settings) -> IdentityPolicy:
 class Identity:
     """Resolves a request's candidate profiles and runs the identity step on its outputs."""
 
-    def __init__(self, models: FaceModels, store: ProfileStore, settings: Settings) -> None:
+    def __init__(self, models: FaceModels | None, store: ProfileStore, settings: Settings) -> None:
         self.models = models
         self._store = store
         self._policy = identity_policy_of(settings)
@@ -61,6 +66,8 @@ class Identity:
             NotFoundError: an id is unknown or belongs to another account.
             ProfileNotReadyError: a profile exists but is not READY.
         """
+        if self.models is None and profile_ids:
+            raise FeatureUnavailableError(IDENTITY_OFF)
         found = self._store.ready_embeddings(account_id, profile_ids)
         for profile_id in profile_ids:
             if profile_id not in found:
@@ -83,7 +90,9 @@ class Identity:
     ) -> tuple[EnhanceResult, dict[str, int], dict[str, Any]]:
         """Guard and count on ``result``'s outputs (blocking; run it through the worker). ``source`` is
         the decoded input (float32 H×W×3 in [0, 1]). Returns the guarded result, the counts and the
-        report for ``X-Enhance-Parameters``."""
+        report for ``X-Enhance-Parameters``. With the identity feature off: unchanged, no counts."""
+        if self.models is None:
+            return result, {}, {"enabled": False}
         outcome = identify_outputs(
             source, [image.rgb for image in result.images], self.models, candidates, self._policy
         )
