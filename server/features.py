@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import weights
 from models.faces import FaceModels
 from models.imageio import high_bit_depth_available
-from server.profiles import load_face_models
+from server.runtime import load_face_models
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,11 @@ HIGH_BIT_DEPTH = "high_bit_depth"
 ILLUSTRATION_NETWORK = "illustration_network"
 # The library the face models run on (while it is a dependency).
 FACE_RUNTIME = "dlib"
+# What a request that needs identity gets (400 BAD_REQUEST) when the face models are not installed.
+IDENTITY_OFF = (
+    "Identity features are off on this server: its face models are not installed (an offline install "
+    "made without faces). Profiles, profile_ids and [[profile_id]] tokens need them; see GET /readyz."
+)
 
 
 @dataclass(frozen=True)
