@@ -242,13 +242,20 @@ def step_benchmark(
                "--server-log", str(out / f"{name}.server.log")]  # fmt: skip
     result = run_step(command, cwd=tests_dir.parent, log_path=out / f"{name}.log", timeout_s=timeout_s, env=env)
     data = json.loads(json_path.read_text()) if json_path.is_file() else None
+    return classify_benchmark(result, data)
+
+
+def classify_benchmark(result: dict[str, Any], data: dict[str, Any] | None) -> dict[str, Any]:
+    """Add the benchmark's results (its JSON, ``None`` when it wrote none), the cases measured on both
+    sides, and the status to ``result`` (``run_step``'s): passed (exit 0), partial (something measured),
+    stopped (by the budget, or the server not ready in time), else failed."""
     cases = (data or {}).get("cases", {})
     complete = [n for n, c in cases.items() if c.get("reference") and c.get("ours")
                 and "error" not in (c.get("reference") or {})]  # fmt: skip
     result["results"] = data
     result["cases_measured"] = complete
     measured = bool(complete or any(c.get("ours") for c in cases.values()))
-    not_ready = NOT_READY_MARK in ((data or {}).get("server") or {}).get("error", "") if data else False
+    not_ready = NOT_READY_MARK in str(((data or {}).get("server") or {}).get("error") or "")
     if data is not None and result["exit_code"] == 0:
         result["status"] = "passed"
     elif measured:
@@ -489,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             steps["compile"]["mode"] = COMPILE_MODE
         return _finish(write_report())
     except KeyboardInterrupt:
+        return _finish(write_report())
+    except Exception as error:  # a bug in a step must not lose the report of the others
+        steps["acceptance"] = {"status": "failed", "reason": f"{type(error).__name__}: {error}"}
         return _finish(write_report())
 
 

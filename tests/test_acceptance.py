@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.acceptance import read_junit, single_request
+from server.acceptance import classify_benchmark, read_junit, single_request
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 90
@@ -105,3 +105,27 @@ def test_single_request_takes_the_first_measured_case() -> None:
     assert one is not None and one["case"] == "1024:2k"
     assert one["timings_s"] == {"network_s": 0.3} and one["p50_timings_s"] == {"network_s": 0.31}
     assert single_request(None) is None
+
+
+def _bench_json(ours: object, server_error: str | None) -> dict[str, object]:
+    reference = {"requests": 1, "request_s": {"p50": 0.5}}
+    return {"server": {"error": server_error}, "cases": {"32:auto": {"reference": reference, "ours": ours}}}
+
+
+def test_benchmark_that_exits_cleanly_passed() -> None:
+    result = classify_benchmark({"exit_code": 0, "stopped_by_budget": False}, _bench_json({"alone": {}}, None))
+    assert result["status"] == "passed" and result["cases_measured"] == ["32:auto"]
+
+
+def test_benchmark_cut_short_keeps_what_it_measured() -> None:
+    result = classify_benchmark({"exit_code": 1, "stopped_by_budget": True}, _bench_json({"alone": {}}, "stopped"))
+    assert result["status"] == "partial"
+    assert classify_benchmark({"exit_code": -9, "stopped_by_budget": True}, None)["status"] == "stopped"
+
+
+def test_benchmark_whose_server_never_got_ready_is_stopped_not_failed() -> None:
+    error = "RuntimeError: the server was not ready after 120 s (no answer yet)"
+    result = classify_benchmark({"exit_code": 1, "stopped_by_budget": False}, _bench_json(None, error))
+    assert result["status"] == "stopped"
+    crashed = classify_benchmark({"exit_code": 1, "stopped_by_budget": False}, _bench_json(None, "ValueError: x"))
+    assert crashed["status"] == "failed"

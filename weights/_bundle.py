@@ -443,7 +443,7 @@ if (major, minor) < (2, 11):
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, device available: {torch.cuda.is_available()}")
 EOF
 echo "== installing the wheels (--no-index --no-deps)"
-"$PYTHON" -m pip install --no-index --no-deps --disable-pip-version-check wheels/*.whl
+"$PYTHON" -m pip install --no-index --no-deps --force-reinstall --disable-pip-version-check wheels/*.whl
 echo "== converting and verifying the weights"
 "$PYTHON" -m weights pull --from "$HERE" --only @NAMES@
 "$PYTHON" -m weights verify --only @NAMES@
