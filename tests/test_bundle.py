@@ -136,6 +136,18 @@ def test_bundle_holds_sources_wheel_install_script_and_hashes(small_bundle: Path
     assert "--no-index --no-deps" in script and f"pull --from \"$HERE\" --only {SMALL}" in script
 
 
+def test_bundled_gpu_tests_collect_on_their_own(small_bundle: Path) -> None:
+    """The bundle's acceptance/tests need nothing else from the checkout (its tests/ is not installed)."""
+    folder = small_bundle / "acceptance"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
+        cwd=folder, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "5 tests collected" in result.stdout
+    assert (folder / "tests" / "benchmarks" / "bench_throughput.py").is_file()
+
+
 def test_pull_from_the_bundle_converts_to_the_manifest_sha256(small_bundle: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "weights", "pull", "--from", str(small_bundle), "--dest", str(tmp_path)],
