@@ -7,7 +7,6 @@ logs it at start, lists it in ``/readyz`` and answers a request that needs it wi
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ logger = logging.getLogger(__name__)
 IDENTITY = "identity"
 HIGH_BIT_DEPTH = "high_bit_depth"
 ILLUSTRATION_NETWORK = "illustration_network"
-# The library the face models run on (while it is a dependency).
-FACE_RUNTIME = "dlib"
 # What a request that needs identity gets (400 BAD_REQUEST) when the face models are not installed.
 IDENTITY_OFF = (
     "Identity features are off on this server: its face models are not installed (an offline install "
@@ -44,10 +41,11 @@ class Feature:
 def load_identity(settings: Settings) -> tuple[FaceModels | None, Feature]:
     """The face models, or ``None`` with the identity feature off when they cannot be had here (the
     runtime is not installed, or the model files are missing and cannot be pulled). Blocking."""
-    if importlib.util.find_spec(FACE_RUNTIME) is None:
-        return None, Feature(IDENTITY, False, f"{FACE_RUNTIME} is not installed: profiles and profile_ids are refused")
     try:
         models = load_face_models(settings)
+    except ImportError as error:  # the library the face models run on (dlib-bin) was left out
+        detail = f"{error.name or error} is not installed: profiles and profile_ids are refused"
+        return None, Feature(IDENTITY, False, detail)
     except weights.WeightsError as error:
         detail = f"face model files unavailable ({error}): profiles and profile_ids are refused"
         return None, Feature(IDENTITY, False, detail)

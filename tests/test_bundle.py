@@ -17,6 +17,7 @@ from packaging.requirements import Requirement
 
 import weights
 from server import Settings, create_app
+from server.features import load_identity
 from tests.conftest import encode_b64
 from weights._bundle import (
     BundleError,
@@ -239,3 +240,16 @@ def test_enhance_still_works_with_features_off(photo_only_client: TestClient, ch
     assert response.status_code == 200
     assert len(response.json()["images"]) == 1
     assert not json.loads(response.headers["X-Enhance-Parameters"]).get("identity")  # no identity stage ran
+
+
+def test_identity_is_off_when_the_face_runtime_is_missing(
+    tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for spec in weights.load_file_manifest():  # the face model files are there, the library is not
+        (tmp_path / spec.file).symlink_to(weights_dir / spec.file)
+    monkeypatch.setitem(sys.modules, "dlib", None)  # `import dlib` raises ImportError
+    settings = Settings(data_dir=tmp_path / "data", weights_dir=tmp_path, auto_pull_weights=False)
+    models, feature = load_identity(settings)
+    assert models is None
+    assert feature.name == "identity" and not feature.enabled
+    assert "dlib is not installed" in feature.detail
