@@ -86,7 +86,7 @@ CUDA_PLAN = Plan(
 CPU_PLAN = Plan(
     device="cpu",
     bench_args=(
-        "--device", "cpu", "--cases", "32:auto", "--target-long-side", "128", "--warmup", "0", "--alone", "1",
+        "--device", "cpu", "--cases", "32:auto", "--target-long-side", "128", "--warmup", "1", "--alone", "1",
         "--concurrency", "2", "--load-warmup", "0", "--load-requests", "2",
     ),
     compile_case="32:auto",
