@@ -175,9 +175,7 @@ def step_weights(weights_dir: Path, source: Path | None) -> dict[str, Any]:
         action = "verified"
     except weights.WeightsError:
         if source is not None:
-            from weights._bundle import pull_from_sources
-
-            pull_from_sources(weights_dir, source, [WEIGHTS_NAME])
+            weights.pull_from_sources(weights_dir, source, [WEIGHTS_NAME])
             action = f"converted from {source}"
         else:
             weights.pull_weights(weights_dir, [WEIGHTS_NAME])
