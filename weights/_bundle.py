@@ -238,7 +238,11 @@ def resolve_dependencies(
     host = {canonicalize_name(k): v for k, v in (host or {name: "" for name in HOST_PYTORCH}).items()}
     closure = Closure()
     seen: set[str] = set()
-    pending: list[tuple[Requirement, str]] = [(requirement, PROJECT_NAME) for requirement in requirements]
+    pending: list[tuple[Requirement, str]] = [
+        (requirement, PROJECT_NAME)
+        for requirement in requirements
+        if requirement.marker is None or requirement.marker.evaluate({**env, "extra": ""})
+    ]
     while pending:
         requirement, parent = pending.pop(0)
         name = canonicalize_name(requirement.name)
