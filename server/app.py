@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.sr import BatchStats
+from server import features
 from server.errors import install_error_handlers
+from server.features import IDENTITY_OFF
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
 from server.profiles import ProfileCandidates, ProfileService
@@ -29,7 +31,7 @@ from server.routes import (
     profiles_router,
     webhooks_router,
 )
-from server.runtime import ModelRuntime, load_face_models
+from server.runtime import ModelRuntime
 from server.settings import Settings
 from server.storage import (
     AccountRegistry,
@@ -173,12 +175,21 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
-        face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        face_models, identity_feature = await anyio.to_thread.run_sync(features.load_identity, settings)
         app.state.runtime = await anyio.to_thread.run_sync(
             lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
         )
+        app.state.features = {
+            feature.name: feature
+            for feature in (
+                identity_feature,
+                features.high_bit_depth(),
+                features.illustration_network(app.state.runtime.models or {}),
+            )
+        }
+        features.log_features(app.state.features)
         profile_store = ProfileStore(database, data_dir / "profiles")
-        app.state.candidates = ProfileCandidates(profile_store)
+        app.state.candidates = ProfileCandidates(profile_store, None if identity_feature.enabled else IDENTITY_OFF)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles

@@ -83,6 +83,13 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
 
 
+class FeatureStatus(BaseModel):
+    """One optional feature of this installation: on, or off and why (see the README's feature table)."""
+
+    enabled: bool
+    detail: str
+
+
 class ReadinessResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     device: str | None = None
@@ -90,3 +97,4 @@ class ReadinessResponse(BaseModel):
     mode: Literal["real", "test"] | None = Field(
         default=None, description="'test': the offline test mode, no network loaded (network 'none')."
     )
+    features: dict[str, FeatureStatus] | None = None
