@@ -161,7 +161,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
                 "created in" if created else "stored in",
                 data_dir / "dev-api-key",
             )
-        app.state.accounts = AccountRegistry(database, keys)
+        app.state.accounts = AccountRegistry(database, keys, cache_ttl_s=settings.key_cache_ttl_s)
         secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)

@@ -1,6 +1,15 @@
 """Storage adapters: the database (accounts, jobs, profiles) and the file store behind signed download URLs."""
 
-from server.storage.accounts import Account, AccountRegistry, hash_api_key, load_or_create_dev_key
+from server.storage.accounts import (
+    Account,
+    AccountRegistry,
+    KeyAdmin,
+    KeyNameTakenError,
+    NamedKey,
+    UnknownKeyError,
+    hash_api_key,
+    load_or_create_dev_key,
+)
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
@@ -13,10 +22,14 @@ __all__ = [
     "JobFiles",
     "JobRecord",
     "JobStore",
+    "KeyAdmin",
+    "KeyNameTakenError",
     "LocalFileStore",
+    "NamedKey",
     "ProfileRecord",
     "ProfileStore",
     "SignedFile",
+    "UnknownKeyError",
     "create_database",
     "hash_api_key",
     "load_or_create_dev_key",
