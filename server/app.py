@@ -31,6 +31,7 @@ from server.routes import (
 )
 from server.settings import Settings
 from server.storage import (
+    AccountLimits,
     AccountRegistry,
     JobFiles,
     JobStore,
@@ -164,7 +165,18 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         app.state.accounts = AccountRegistry(database, keys, cache_ttl_s=settings.key_cache_ttl_s)
         secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
-        app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
+        app.state.limits = AccountLimits(
+            database,
+            per_minute=settings.rate_limit_per_minute,
+            max_concurrent=settings.account_max_concurrent,
+            lease_s=settings.account_lease_s,
+        )
+        app.state.worker = EnhanceWorker(
+            settings.max_concurrent_jobs,
+            settings.max_queued_jobs,
+            limits=app.state.limits,
+            retry_after_s=settings.retry_after_s,
+        )
         app.state.engine = await anyio.to_thread.run_sync(
             lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
         )
@@ -192,6 +204,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             await jobs.stop()
             await profiles.stop()
             app.state.worker.close()
+            app.state.limits.close()
             await anyio.to_thread.run_sync(app.state.engine.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

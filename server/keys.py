@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from server.settings import Settings, get_settings
-from server.storage import KeyAdmin, KeyNameTakenError, UnknownKeyError, create_database
+from server.storage import KeyAdmin, KeyNameTakenError, UnknownAccountError, UnknownKeyError, create_database
 
 
 def _when(value: object) -> str:
@@ -41,7 +41,7 @@ def run_keys_command(argv: Sequence[str], settings: Settings | None = None, out:
         if args.command == "create":
             try:
                 key, account = admin.create(args.name, args.account)
-            except (KeyNameTakenError, ValueError) as error:
+            except (KeyNameTakenError, UnknownAccountError, ValueError) as error:
                 print(f"error: {error}", file=sys.stderr)
                 return 1
             print(key, file=out)

@@ -131,7 +131,8 @@ async def run_enhance(
     result = await worker.run_cancellable(
         lambda cancel: engine.enhance(
             decoded.rgb, decoded.alpha, body.num_output_images, prompt=body.prompt, source=data, cancel=cancel
-        )
+        ),
+        account=account.id if account is not None else None,
     )
     timings["enhance_s"] = time.perf_counter() - mark
 

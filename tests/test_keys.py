@@ -15,7 +15,15 @@ from sqlalchemy import Engine
 
 from server import Settings
 from server.keys import run_keys_command
-from server.storage import AccountRegistry, KeyAdmin, KeyNameTakenError, UnknownKeyError, create_database, hash_api_key
+from server.storage import (
+    AccountRegistry,
+    KeyAdmin,
+    KeyNameTakenError,
+    UnknownAccountError,
+    UnknownKeyError,
+    create_database,
+    hash_api_key,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,6 +84,8 @@ def test_duplicate_name_and_unknown_revoke_are_refused(database: Engine) -> None
         admin.create("dup")
     with pytest.raises(UnknownKeyError):
         admin.revoke("nobody")
+    with pytest.raises(UnknownAccountError):
+        admin.create("orphan", account_id="acct_nobody")
 
 
 def test_last_use_is_recorded_when_a_key_is_used(database: Engine) -> None:

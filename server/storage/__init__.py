@@ -6,6 +6,7 @@ from server.storage.accounts import (
     KeyAdmin,
     KeyNameTakenError,
     NamedKey,
+    UnknownAccountError,
     UnknownKeyError,
     hash_api_key,
     load_or_create_dev_key,
@@ -13,10 +14,12 @@ from server.storage.accounts import (
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
+from server.storage.limits import AccountLimits, RateDecision, SlotLease
 from server.storage.profiles import ProfileRecord, ProfileStore
 
 __all__ = [
     "Account",
+    "AccountLimits",
     "AccountRegistry",
     "Base",
     "JobFiles",
@@ -28,7 +31,10 @@ __all__ = [
     "NamedKey",
     "ProfileRecord",
     "ProfileStore",
+    "RateDecision",
     "SignedFile",
+    "SlotLease",
+    "UnknownAccountError",
     "UnknownKeyError",
     "create_database",
     "hash_api_key",

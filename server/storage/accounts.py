@@ -78,6 +78,10 @@ class KeyNameTakenError(ValueError):
     """Raised by :meth:`KeyAdmin.create` when a key of that name exists (revoked ones included)."""
 
 
+class UnknownAccountError(LookupError):
+    """Raised by :meth:`KeyAdmin.create` when asked to add a key to an account that does not exist."""
+
+
 class UnknownKeyError(LookupError):
     """Raised by :meth:`KeyAdmin.revoke` for a name no key has."""
 
@@ -177,14 +181,21 @@ class KeyAdmin:
     def create(self, name: str, account_id: str | None = None) -> tuple[str, str]:
         """A new key named ``name``; returns (key, account id). The key is returned once and only its
         hash is stored. ``account_id`` adds the key to an existing account (key rotation); by default
-        the key opens an account of its own. Raises ``KeyNameTakenError``."""
+        the key opens an account of its own. Raises ``KeyNameTakenError``, ``UnknownAccountError``."""
         if not name or len(name) > 128:
             raise ValueError("a key name has 1 to 128 characters")
         key = NAMED_KEY_PREFIX + secrets.token_urlsafe(32)
         key_hash = hash_api_key(key)
         account = account_id or _account_id(key_hash)
+        now = dt.datetime.now(dt.UTC)
         try:
             with Session(self._engine) as session, session.begin():
+                if account_id is None:
+                    # The account row other tables (jobs, profiles, webhook secrets) refer to.
+                    session.add(AccountRow(id=account, key_hash=key_hash, created_at=now))
+                elif session.get(AccountRow, account_id) is None:
+                    raise UnknownAccountError(f"no account {account_id!r}")
+                session.flush()
                 session.add(
                     ApiKeyRow(name=name, key_hash=key_hash, account_id=account, created_at=dt.datetime.now(dt.UTC))
                 )
