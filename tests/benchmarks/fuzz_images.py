@@ -1,10 +1,12 @@
 """Image fuzzing: every input of the deterministic corpus (``tests/image_corpus.py``, 10,240 inputs from
 real photos in every supported format, mutated) goes through ``POST /v1/phota/enhance`` of the real app,
-in-process, with the real network on tiny inputs. Each case must end as a 200 or a documented 4xx with
-a clear ``detail``; a 500, another status, a crash of the process or a case running past ``--timeout-s``
-is a failure. Workers are separate processes, so that a crash or a hang is caught, reported with the
-case's index and the worker replaced. Prints counts by outcome, seed format and mutation, the slowest
-cases, every failure, and each worker's peak RSS; exits 1 on any failure.
+in-process, with a stand-in upscaler in place of the network (``--real-network``: x4plus itself on a
+16-px network input); decoding, analysis, rendering, identity and encoding are the real ones. Each
+case must end as a 200 or a documented 4xx with a clear ``detail``; a 500, another status, a crash of
+the process or a case running past ``--timeout-s`` is a failure. Workers are separate processes, so
+that a crash or a hang is caught, reported with the case's index and the worker replaced. Prints
+counts by outcome, seed format and mutation, the slowest cases, every failure, and each worker's peak
+RSS; exits 1 on any failure.
 
     .venv/bin/python tests/benchmarks/fuzz_images.py                    # the whole corpus
     .venv/bin/python tests/benchmarks/fuzz_images.py --sample 300       # a seeded sample
@@ -30,6 +32,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+import torch  # noqa: E402
+
 from tests.image_corpus import CORPUS_SIZE, Outcome, corpus_case, judge  # noqa: E402
 
 KEY = "fuzz-key"
@@ -52,7 +56,25 @@ def fuzz_settings(data_dir: Path, **overrides: Any) -> Any:
     return Settings(**values)
 
 
-def _worker(connection: Connection, timeout_s: float) -> None:
+class StandInUpscaler(torch.nn.Module):
+    """A cheap stand-in for the ×4 network (bilinear upsampling), so that a case costs what decoding,
+    analysis, rendering, identity and encoding cost: those are what hostile inputs can break."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(x, scale_factor=4, mode="bilinear", align_corners=False)
+
+
+def install_stand_in_network(app: Any) -> None:
+    """Swap the loaded app's networks for :class:`StandInUpscaler` (call inside the app's lifespan)."""
+    from tests.conftest import stand_in_model
+
+    engine = app.state.engine
+    stand_in = stand_in_model(StandInUpscaler())
+    engine.models = dict.fromkeys(engine.models or {"photo": None}, stand_in)
+    engine.model = stand_in
+
+
+def _worker(connection: Connection, timeout_s: float, real_network: bool) -> None:
     from fastapi.testclient import TestClient
 
     from server import create_app
@@ -60,6 +82,8 @@ def _worker(connection: Connection, timeout_s: float) -> None:
     with tempfile.TemporaryDirectory(prefix="fuzz-") as data_dir:
         app = create_app(fuzz_settings(Path(data_dir), sync_timeout_s=timeout_s))
         with TestClient(app, raise_server_exceptions=False) as client:
+            if not real_network:
+                install_stand_in_network(app)
             connection.send(("ready", None))
             while True:
                 index = connection.recv()
@@ -84,9 +108,9 @@ def _worker(connection: Connection, timeout_s: float) -> None:
 class Worker:
     """One worker process and the case it is running."""
 
-    def __init__(self, context: Any, timeout_s: float) -> None:
+    def __init__(self, context: Any, timeout_s: float, real_network: bool) -> None:
         self.connection, child = context.Pipe()
-        self.process = context.Process(target=_worker, args=(child, timeout_s), daemon=True)
+        self.process = context.Process(target=_worker, args=(child, timeout_s, real_network), daemon=True)
         self.process.start()
         child.close()
         self.case: int | None = None
@@ -100,12 +124,12 @@ class Worker:
         self.process.join(5)
 
 
-def run(indices: list[int], workers: int, timeout_s: float) -> tuple[list[Outcome], list[float]]:
+def run(indices: list[int], workers: int, timeout_s: float, real_network: bool) -> tuple[list[Outcome], list[float]]:
     context = mp.get_context("spawn")
     pending = collections.deque(indices)
     outcomes: list[Outcome] = []
     peaks: list[float] = []
-    pool = [Worker(context, timeout_s) for _ in range(workers)]
+    pool = [Worker(context, timeout_s, real_network) for _ in range(workers)]
     last_report = time.monotonic()
     # The app's own limit answers 504 at timeout_s; the watchdog catches what even that cannot stop.
     hard_limit = timeout_s + 30
@@ -132,13 +156,13 @@ def run(indices: list[int], workers: int, timeout_s: float) -> tuple[list[Outcom
                     )
                 peaks.append(worker.peak_mib)
                 worker.stop()
-                pool[position] = Worker(context, timeout_s)
+                pool[position] = Worker(context, timeout_s, real_network)
                 continue
             if worker.case is not None and time.monotonic() - worker.started > hard_limit:
                 outcomes.append(Outcome(worker.case, -2, "", "", hard_limit, False, "hung past the time limit"))
                 peaks.append(worker.peak_mib)
                 worker.stop()
-                pool[position] = Worker(context, timeout_s)
+                pool[position] = Worker(context, timeout_s, real_network)
                 continue
             if worker.ready and worker.case is None:
                 if pending:
@@ -206,6 +230,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--timeout-s", type=float, default=60.0, help="time limit of one case")
     parser.add_argument("--max-rss-mib", type=float, default=4096.0, help="fail when a worker's peak RSS passes it")
+    parser.add_argument(
+        "--real-network", action="store_true", help="run x4plus itself (on a 16-px input) instead of the stand-in"
+    )
     parser.add_argument("--json", type=Path, default=None, help="write the figures and failures here")
     args = parser.parse_args()
     indices = list(range(args.count))
@@ -214,7 +241,7 @@ def main() -> None:
     elif args.sample:
         indices = sorted(random.Random(15).sample(indices, min(args.sample, len(indices))))
     started = time.monotonic()
-    outcomes, peaks = run(indices, args.workers, args.timeout_s)
+    outcomes, peaks = run(indices, args.workers, args.timeout_s, args.real_network)
     figures = report(outcomes, peaks, time.monotonic() - started)
     over = [p for p in peaks if p > args.max_rss_mib]
     if over:
