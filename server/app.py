@@ -29,6 +29,7 @@ from server.routes import (
     profiles_router,
     webhooks_router,
 )
+from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
     AccountLimits,
@@ -227,10 +228,10 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, latency=app.state.metrics.latency
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.include_router(enhance_router, prefix=API_PREFIX)
-    app.include_router(jobs_router, prefix=API_PREFIX)
-    app.include_router(profiles_router, prefix=API_PREFIX)
-    app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(enhance_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(jobs_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(profiles_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(webhooks_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
     return app
