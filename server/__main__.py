@@ -16,7 +16,7 @@ import sys
 import uvicorn
 
 from server.app import create_app
-from server.engine import Engine
+from server.runtime import ModelRuntime, load_face_models
 from server.settings import get_settings
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.warmup:
-        Engine.load(settings).close()
+        ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return
     app = create_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)

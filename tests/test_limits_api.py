@@ -72,8 +72,8 @@ def test_rate_limit_answers_429_with_retry_after_and_spares_other_accounts(clien
 def test_concurrent_enhancements_of_one_account_beyond_the_limit_are_429(
     client: TestClient, photo_b64: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    real = engine.enhance
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    real = runtime.run
     entered = threading.Event()
     release = threading.Event()
 
@@ -82,7 +82,7 @@ def test_concurrent_enhancements_of_one_account_beyond_the_limit_are_429(
         release.wait(30)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "enhance", held)
+    monkeypatch.setattr(runtime, "run", held)
     # Account B has its own minute; A may have spent its own in the previous test.
     results: dict[str, Any] = {}
 

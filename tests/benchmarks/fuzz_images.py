@@ -68,7 +68,7 @@ def install_stand_in_network(app: Any) -> None:
     """Swap the loaded app's networks for :class:`StandInUpscaler` (call inside the app's lifespan)."""
     from tests.conftest import stand_in_model
 
-    engine = app.state.engine
+    engine = app.state.runtime
     stand_in = stand_in_model(StandInUpscaler())
     engine.models = dict.fromkeys(engine.models or {"photo": None}, stand_in)
     engine.model = stand_in
