@@ -32,8 +32,10 @@ from server.routes import (
     webhooks_router,
 )
 from server.runtime import ModelRuntime
+from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
+    AccountLimits,
     AccountRegistry,
     JobFiles,
     JobStore,
@@ -171,10 +173,21 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
                 "created in" if created else "stored in",
                 data_dir / "dev-api-key",
             )
-        app.state.accounts = AccountRegistry(database, keys)
+        app.state.accounts = AccountRegistry(database, keys, cache_ttl_s=settings.key_cache_ttl_s)
         secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
-        app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
+        app.state.limits = AccountLimits(
+            database,
+            per_minute=settings.rate_limit_per_minute,
+            max_concurrent=settings.account_max_concurrent,
+            lease_s=settings.account_lease_s,
+        )
+        app.state.worker = EnhanceWorker(
+            settings.max_concurrent_jobs,
+            settings.max_queued_jobs,
+            limits=app.state.limits,
+            retry_after_s=settings.retry_after_s,
+        )
         face_models, identity_feature = await anyio.to_thread.run_sync(features.load_identity, settings)
         app.state.runtime = await anyio.to_thread.run_sync(
             lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
@@ -211,6 +224,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             await jobs.stop()
             await profiles.stop()
             app.state.worker.close()
+            app.state.limits.close()
             await anyio.to_thread.run_sync(app.state.runtime.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -233,10 +247,10 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, latency=app.state.metrics.latency
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.include_router(enhance_router, prefix=API_PREFIX)
-    app.include_router(jobs_router, prefix=API_PREFIX)
-    app.include_router(profiles_router, prefix=API_PREFIX)
-    app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(enhance_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(jobs_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(profiles_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(webhooks_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
     app.include_router(page_router)
