@@ -4,9 +4,12 @@ from server.storage.accounts import Account, AccountRegistry, hash_api_key, load
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
+from server.storage.leases import process_owner_id
 from server.storage.profiles import ProfileRecord, ProfileStore
+from server.storage.secrets import URL_SIGNING_SECRET, ServiceSecrets
 
 __all__ = [
+    "URL_SIGNING_SECRET",
     "Account",
     "AccountRegistry",
     "Base",
@@ -16,8 +19,10 @@ __all__ = [
     "LocalFileStore",
     "ProfileRecord",
     "ProfileStore",
+    "ServiceSecrets",
     "SignedFile",
     "create_database",
     "hash_api_key",
     "load_or_create_dev_key",
+    "process_owner_id",
 ]
