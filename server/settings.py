@@ -133,6 +133,19 @@ class Settings(BaseSettings):
         default=0.2, gt=0, lt=2, description="Embedding drift (input to output) the identity guard tolerates per face."
     )
     log_level: str = Field(default="INFO")
+    job_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Lease of a claimed job, callback or profile build, renewed every third of it while the "
+        "process works; a process that died loses its work to another after this long.",
+    )
+    job_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often idle runners look in the database for work (submitted through other processes).",
+    )
 
     @field_validator("signing_secret")
     @classmethod

@@ -2,7 +2,6 @@
 -- PostgreSQL database dump
 --
 
-\restrict MqhZ2NogEvebdC6wykxJfoejLMYdT3RLq0gnGVuEzAKFTGue4E9dhrQYQivy8oI
 
 -- Dumped from database version 15.18 (Debian 15.18-0+deb12u1)
 -- Dumped by pg_dump version 15.18 (Debian 15.18-0+deb12u1)
@@ -304,5 +303,4 @@ ALTER TABLE ONLY public.webhook_secrets
 -- PostgreSQL database dump complete
 --
 
-\unrestrict MqhZ2NogEvebdC6wykxJfoejLMYdT3RLq0gnGVuEzAKFTGue4E9dhrQYQivy8oI
 
