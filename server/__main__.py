@@ -14,6 +14,7 @@ import uvicorn
 from server.app import create_app
 from server.engine import Engine
 from server.settings import get_settings
+from server.storage import create_database, load_or_create_dev_key
 
 
 def main() -> None:
@@ -25,9 +26,19 @@ def main() -> None:
         action="store_true",
         help="load (and compile, when ENHANCE_COMPILE_MODE is set) the networks, then exit",
     )
+    parser.add_argument(
+        "--dev-key",
+        action="store_true",
+        help="print the development key (kept in the database; created when missing) and exit",
+    )
     args = parser.parse_args()
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.dev_key:
+        database = create_database(settings.database_url, settings.data_dir)
+        print(load_or_create_dev_key(database, settings.data_dir)[0])
+        database.dispose()
+        return
     if args.warmup:
         Engine.load(settings).close()
         return

@@ -329,6 +329,7 @@ class JobService:
     async def _finish(
         self, job: JobRecord, *, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
     ) -> None:
+        self._held.discard(job.id)  # ending it: the heartbeat leaves it alone from now on
         finished = await anyio.to_thread.run_sync(
             lambda: self.store.finish(
                 job.id,

@@ -223,6 +223,7 @@ class ProfileService:
         profile_id = record.id
         if record.attempts > MAX_ATTEMPTS:
             message = f"The build was interrupted {record.attempts - 1} times (the service stopped); add it again."
+            logger.warning("profile %s: %s", profile_id, message)
             await anyio.to_thread.run_sync(self._fail, profile_id, message)
             return
         references = await anyio.to_thread.run_sync(self.store.references, profile_id)
@@ -236,7 +237,10 @@ class ProfileService:
             await self._lane.run(self._compute, profile_id, problems)
 
     def _set_status(self, profile_id: str, status: ProfileStatus) -> bool:
-        return self.store.set_status(profile_id, status, self._clock(), owner=self.owner)
+        if self.store.set_status(profile_id, status, self._clock(), owner=self.owner):
+            return True
+        logger.warning("profile %s: deleted, or its lease lost to another process; this build stops", profile_id)
+        return False
 
     def _fail(self, profile_id: str, message: str) -> None:
         self.store.finish(profile_id, self._clock(), owner=self.owner, message=message)
@@ -305,7 +309,9 @@ class ProfileService:
             message = f"Built from {len(built.members)} of {len(images)} references; " + "; ".join(
                 f"#{index + 1} {reason}" for index, reason in sorted(built.left_out.items())
             )
-        self.store.finish(
+        if not self.store.finish(
             profile_id, self._clock(), owner=self.owner, embeddings=built.embeddings, picture=jpeg, message=message
-        )
+        ):
+            logger.warning("profile %s: deleted, or its lease lost to another process; result dropped", profile_id)
+            return
         logger.info("profile %s: READY from %d of %d references", profile_id, len(built.members), len(images))
