@@ -1,8 +1,8 @@
 """Two real ``python -m server`` processes on one PostgreSQL server (and, until the object store lands, one
-shared data directory for files): 20 asynchronous jobs spread over both, one process SIGKILLed while it
-runs a job. Every job ends SUCCEEDED exactly once, every callback arrives and verifies, every output
-downloads through the surviving process; a profile added through one process is counted by an enhance
-served by the other."""
+shared data directory for files): 20 asynchronous jobs spread over both, one client_request_id sent to
+both at once, one process SIGKILLed while it runs a job. Every job ends SUCCEEDED exactly once, every
+callback arrives and verifies, every output downloads through the surviving process; a profile added
+through one process is counted by an enhance served by the other."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,13 @@ def test_two_processes_share_jobs_and_a_killed_ones_jobs_finish_once_on_the_othe
             "/v1/phota/enhance", json={"image": image, "async": True, "client_request_id": "shared-0"}
         )
         assert again.status_code == 202 and again.json()["job_id"] == job_ids[0]
+        # Both processes receive one client_request_id at the same moment: one job.
+        race = {**body, "client_request_id": "shared-race"}
+        with ThreadPoolExecutor(2) as pool:
+            raced = list(pool.map(lambda replica: replica.client.post("/v1/phota/enhance", json=race), replicas))
+        assert [response.status_code for response in raced] == [202, 202]
+        assert raced[0].json()["job_id"] == raced[1].json()["job_id"]
+        job_ids.append(raced[0].json()["job_id"])
 
         first_pid = f"/{first.process.pid}/"
 
@@ -201,7 +209,8 @@ def test_two_processes_share_jobs_and_a_killed_ones_jobs_finish_once_on_the_othe
             return documents if all(d["status"] in ("SUCCEEDED", "FAILED") for d in documents) else None
 
         documents = wait_until(all_finished, timeout_s=400, interval_s=0.2)
-        assert [d["status"] for d in documents] == ["SUCCEEDED"] * JOBS
+        assert [d["status"] for d in documents] == ["SUCCEEDED"] * (JOBS + 1)
+        assert len(job_rows(shared_database)) == JOBS + 1  # resubmissions and the race stored nothing more
         wait_until(lambda: receiver.accepted_job_ids() >= set(job_ids), timeout_s=60)
 
         after = job_rows(shared_database)

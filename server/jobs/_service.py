@@ -134,19 +134,24 @@ class JobService:
         runners, others = self._tasks[: self._runner_count], self._tasks[self._runner_count :]
         idle = [task for task in runners if task not in self._busy]
         busy = [task for task in runners if task in self._busy]
-        for task in idle + others:
+        # The heartbeat keeps the running jobs' leases through the grace period.
+        heartbeat = [task for task in others if task.get_name() == "job heartbeat"]
+        for task in idle + [task for task in others if task not in heartbeat]:
             task.cancel()
+        cut_short: list[str] = []
         if busy:
             _, unfinished = await asyncio.wait(busy, timeout=self._settings.job_shutdown_grace_s)
+            cut_short = list(self._held)  # read before the cancelled runners forget their jobs
             for task in unfinished:
-                logger.warning("stopping with a job still running: it will run again on the next start")
+                logger.warning("stopping with a job still running: it goes back to the queue")
                 task.cancel()
+        for task in heartbeat:
+            task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks = []
-        if self._held:
-            held = list(self._held)
-            released = await anyio.to_thread.run_sync(self.store.release, self.owner, held)
+        if cut_short:
+            released = await anyio.to_thread.run_sync(self.store.release, self.owner, cut_short)
             logger.info("handed %d unfinished jobs back to the queue", released)
 
     # --- requests ---------------------------------------------------------------------------------

@@ -103,15 +103,15 @@ class ProfileService:
     async def stop(self) -> None:
         """Cancel the builder; an interrupted build stays unfinished, its lease handed back, and is built
         again by the next process that claims it."""
+        cut_short = list(self._held)  # read before the cancelled builds forget their profiles
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._held:
-            await anyio.to_thread.run_sync(self.store.release, self.owner, list(self._held))
-            self._held.clear()
+        if cut_short:
+            await anyio.to_thread.run_sync(self.store.release, self.owner, cut_short)
 
     async def idle(self) -> None:
         """Wait until no profile is unfinished in the database (tests)."""
