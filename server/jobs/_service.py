@@ -116,7 +116,7 @@ class JobService:
         self._pending = await anyio.to_thread.run_sync(self.store.count_unfinished)
         if self._pending:
             logger.info(
-                "%d unfinished jobs in the database (%d were running here when the service was killed)",
+                "%d unfinished jobs in the database (%d leases of dead processes of this host ended)",
                 self._pending,
                 freed,
             )
