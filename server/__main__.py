@@ -12,7 +12,7 @@ import logging
 import uvicorn
 
 from server.app import create_app
-from server.engine import Engine
+from server.runtime import ModelRuntime, load_face_models
 from server.settings import get_settings
 from server.storage import create_database, load_or_create_dev_key
 
@@ -40,7 +40,7 @@ def main() -> None:
         database.dispose()
         return
     if args.warmup:
-        Engine.load(settings).close()
+        ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return
     app = create_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)

@@ -16,11 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine as SQLEngine
 
 from models.sr import BatchStats
-from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
-from server.profiles import Identity, ProfileService, load_face_models
+from server.profiles import ProfileCandidates, ProfileService
 from server.routes import (
     enhance_router,
     files_router,
@@ -29,6 +28,7 @@ from server.routes import (
     profiles_router,
     webhooks_router,
 )
+from server.runtime import ModelRuntime, load_face_models
 from server.settings import Settings
 from server.storage import (
     URL_SIGNING_SECRET,
@@ -106,20 +106,20 @@ class Metrics:
         self.queue_depth.set(worker.depth if worker else 0)
         jobs: JobService | None = getattr(app.state, "jobs", None)
         self.jobs_pending.set(jobs.pending if jobs else 0)
-        engine: Engine | None = getattr(app.state, "engine", None)
-        if engine is None:
+        runtime: ModelRuntime | None = getattr(app.state, "runtime", None)
+        if runtime is None:
             return
-        if engine.budget is not None:
-            self.memory_budget.set(engine.budget.total)
-        if engine.memory is not None:
-            self.memory_reserved.set(engine.memory.used_bytes)
-        if engine.batcher is not None:
-            self.tiles_queued.set(engine.batcher.queued)
-        if engine.device.type == "cuda":
+        if runtime.budget is not None:
+            self.memory_budget.set(runtime.budget.total)
+        if runtime.memory is not None:
+            self.memory_reserved.set(runtime.memory.used_bytes)
+        if runtime.batcher is not None:
+            self.tiles_queued.set(runtime.batcher.queued)
+        if runtime.device.type == "cuda":
             import torch
 
-            self.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
-            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(engine.device))
+            self.gpu_memory.set(torch.cuda.memory_allocated(runtime.device))
+            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(runtime.device))
 
 
 def _load_or_create_secret(database: SQLEngine, data_dir: Path) -> bytes:
@@ -168,12 +168,12 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         )
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
-        app.state.engine = await anyio.to_thread.run_sync(
-            lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
-        )
         face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        app.state.runtime = await anyio.to_thread.run_sync(
+            lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
+        )
         profile_store = ProfileStore(database, data_dir / "profiles")
-        app.state.identity = Identity(face_models, profile_store, settings)
+        app.state.candidates = ProfileCandidates(profile_store)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles
@@ -181,11 +181,11 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         jobs = JobService(
             store=JobStore(database),
             files=JobFiles(data_dir / "jobs"),
-            engine=app.state.engine,
+            runtime=app.state.runtime,
             worker=app.state.worker,
             outputs=app.state.files,
             settings=settings,
-            identity=app.state.identity,
+            candidates=app.state.candidates,
         )
         await jobs.start()
         app.state.jobs = jobs
@@ -195,7 +195,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             await jobs.stop()
             await profiles.stop()
             app.state.worker.close()
-            await anyio.to_thread.run_sync(app.state.engine.close)
+            await anyio.to_thread.run_sync(app.state.runtime.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
