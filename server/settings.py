@@ -158,6 +158,19 @@ class Settings(BaseSettings):
         description="Lifetime of a concurrency slot's lease, renewed while the enhancement runs (a crashed "
         "replica's slots free themselves after it).",
     )
+    job_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Lease of a claimed job, callback or profile build, renewed every third of it while the "
+        "process works; a process that died loses its work to another after this long.",
+    )
+    job_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often idle runners look in the database for work (submitted through other processes).",
+    )
 
     @field_validator("signing_secret")
     @classmethod
