@@ -1,22 +1,33 @@
 """``python -m server --host H --port P``: start the service on the settings from the environment.
 
+``python -m server --mode test``: the offline test mode (no network weights; see the README).
+
 ``python -m server --warmup``: load the networks (pulling missing weights) and, with
 ``ENHANCE_COMPILE_MODE`` set, compile them into the compile cache, then exit — a build or deploy step,
-so that the service's own start loads compiled kernels instead of compiling for minutes."""
+so that the service's own start loads compiled kernels instead of compiling for minutes.
+
+``python -m server keys create --name NAME | keys list | keys revoke NAME``: manage named API keys
+(``server/keys.py``) while the service runs."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
 from server.app import create_app
-from server.engine import Engine
+from server.runtime import ModelRuntime, load_face_models
 from server.settings import get_settings
+from server.storage import create_database, load_or_create_dev_key
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["keys"]:
+        from server.keys import run_keys_command
+
+        raise SystemExit(run_keys_command(sys.argv[2:]))
     parser = argparse.ArgumentParser(prog="python -m server", description="Run the enhance service.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
@@ -25,11 +36,29 @@ def main() -> None:
         action="store_true",
         help="load (and compile, when ENHANCE_COMPILE_MODE is set) the networks, then exit",
     )
+    parser.add_argument(
+        "--mode",
+        choices=["real", "test"],
+        default=None,
+        help="'test': no network weights, a fast deterministic stand-in upscaler (overrides ENHANCE_MODE)",
+    )
+    parser.add_argument(
+        "--dev-key",
+        action="store_true",
+        help="print the development key (kept in the database; created when missing) and exit",
+    )
     args = parser.parse_args()
     settings = get_settings()
+    if args.mode is not None:
+        settings = settings.model_copy(update={"mode": args.mode})
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.dev_key:
+        database = create_database(settings.database_url, settings.data_dir)
+        print(load_or_create_dev_key(database, settings.data_dir)[0])
+        database.dispose()
+        return
     if args.warmup:
-        Engine.load(settings).close()
+        ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return
     app = create_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)

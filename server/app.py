@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,28 +13,36 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine as SQLEngine
 
 from models.sr import BatchStats
-from server.engine import Engine
+from server import features
 from server.errors import install_error_handlers
+from server.features import IDENTITY_OFF
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
-from server.profiles import Identity, ProfileService, load_face_models
+from server.profiles import ProfileCandidates, ProfileService
 from server.routes import (
     enhance_router,
     files_router,
     health_router,
     jobs_router,
+    page_router,
     profiles_router,
     webhooks_router,
 )
+from server.runtime import ModelRuntime
+from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
+    AccountLimits,
+    URL_SIGNING_SECRET,
     AccountRegistry,
     JobFiles,
     JobStore,
     LocalFileStore,
     ProfileStore,
+    ServiceSecrets,
     create_database,
     load_or_create_dev_key,
 )
@@ -91,6 +98,12 @@ class Metrics:
         self.busy_seconds = Counter(
             "enhance_network_busy_seconds", "Device time of network batches", registry=self.registry
         )
+        self.mode = Gauge(
+            "enhance_mode_info",
+            "1 for the service's mode ('test': no network, a stand-in upscaler) and network",
+            ["mode", "network"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Called by the tile batcher's thread after each batch."""
@@ -104,31 +117,30 @@ class Metrics:
         self.queue_depth.set(worker.depth if worker else 0)
         jobs: JobService | None = getattr(app.state, "jobs", None)
         self.jobs_pending.set(jobs.pending if jobs else 0)
-        engine: Engine | None = getattr(app.state, "engine", None)
-        if engine is None:
+        runtime: ModelRuntime | None = getattr(app.state, "runtime", None)
+        if runtime is None:
             return
-        if engine.budget is not None:
-            self.memory_budget.set(engine.budget.total)
-        if engine.memory is not None:
-            self.memory_reserved.set(engine.memory.used_bytes)
-        if engine.batcher is not None:
-            self.tiles_queued.set(engine.batcher.queued)
-        if engine.device.type == "cuda":
+        self.mode.labels(mode=runtime.settings.mode, network=runtime.model.network.name).set(1)
+        if runtime.budget is not None:
+            self.memory_budget.set(runtime.budget.total)
+        if runtime.memory is not None:
+            self.memory_reserved.set(runtime.memory.used_bytes)
+        if runtime.batcher is not None:
+            self.tiles_queued.set(runtime.batcher.queued)
+        if runtime.device.type == "cuda":
             import torch
 
-            self.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
-            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(engine.device))
+            self.gpu_memory.set(torch.cuda.memory_allocated(runtime.device))
+            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(runtime.device))
 
 
-def _load_or_create_secret(data_dir: Path) -> bytes:
-    path = data_dir / SIGNING_SECRET_FILE
-    if path.exists():
-        return path.read_bytes().strip()
-    secret = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-    return secret
+def _load_or_create_secret(database: SQLEngine, data_dir: Path) -> bytes:
+    """The URL signing secret shared by every process on the database (a first-release
+    ``signing-secret`` file in ``data_dir`` is taken over once)."""
+    value, _ = ServiceSecrets(database).get_or_create(
+        URL_SIGNING_SECRET, lambda: secrets.token_hex(32), legacy_file=data_dir / SIGNING_SECRET_FILE
+    )
+    return value.encode()
 
 
 async def _sweep_files(files: LocalFileStore, interval_s: float) -> None:
@@ -153,24 +165,47 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         database = create_database(settings.database_url, data_dir)
         keys = settings.api_key_list
         if not keys:
-            dev_key, created = load_or_create_dev_key(data_dir)
+            dev_key, created = await anyio.to_thread.run_sync(load_or_create_dev_key, database, data_dir)
             keys = [dev_key]
             logger.warning(
-                "ENHANCE_API_KEYS is empty: using the development key %s (%s %s)",
+                "ENHANCE_API_KEYS is empty: using the development key %s (%s the database)",
                 dev_key,
                 "created in" if created else "stored in",
-                data_dir / "dev-api-key",
             )
-        app.state.accounts = AccountRegistry(database, keys)
-        secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
-        app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
-        app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
-        app.state.engine = await anyio.to_thread.run_sync(
-            lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
+        app.state.accounts = AccountRegistry(database, keys, cache_ttl_s=settings.key_cache_ttl_s)
+        secret = (
+            settings.signing_secret.encode()
+            if settings.signing_secret
+            else await anyio.to_thread.run_sync(_load_or_create_secret, database, data_dir)
         )
-        face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
+        app.state.limits = AccountLimits(
+            database,
+            per_minute=settings.rate_limit_per_minute,
+            max_concurrent=settings.account_max_concurrent,
+            lease_s=settings.account_lease_s,
+        )
+        app.state.worker = EnhanceWorker(
+            settings.max_concurrent_jobs,
+            settings.max_queued_jobs,
+            limits=app.state.limits,
+            retry_after_s=settings.retry_after_s,
+        )
+        face_models, identity_feature = await anyio.to_thread.run_sync(features.load_identity, settings)
+        app.state.runtime = await anyio.to_thread.run_sync(
+            lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
+        )
+        app.state.features = {
+            feature.name: feature
+            for feature in (
+                identity_feature,
+                features.high_bit_depth(),
+                features.illustration_network(app.state.runtime.models or {}),
+            )
+        }
+        features.log_features(app.state.features)
         profile_store = ProfileStore(database, data_dir / "profiles")
-        app.state.identity = Identity(face_models, profile_store, settings)
+        app.state.candidates = ProfileCandidates(profile_store, None if identity_feature.enabled else IDENTITY_OFF)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles
@@ -178,11 +213,11 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         jobs = JobService(
             store=JobStore(database),
             files=JobFiles(data_dir / "jobs"),
-            engine=app.state.engine,
+            runtime=app.state.runtime,
             worker=app.state.worker,
             outputs=app.state.files,
             settings=settings,
-            identity=app.state.identity,
+            candidates=app.state.candidates,
         )
         await jobs.start()
         app.state.jobs = jobs
@@ -192,7 +227,8 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             await jobs.stop()
             await profiles.stop()
             app.state.worker.close()
-            await anyio.to_thread.run_sync(app.state.engine.close)
+            app.state.limits.close()
+            await anyio.to_thread.run_sync(app.state.runtime.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -214,10 +250,11 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, latency=app.state.metrics.latency
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.include_router(enhance_router, prefix=API_PREFIX)
-    app.include_router(jobs_router, prefix=API_PREFIX)
-    app.include_router(profiles_router, prefix=API_PREFIX)
-    app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(enhance_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(jobs_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(profiles_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(webhooks_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
+    app.include_router(page_router)
     return app

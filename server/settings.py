@@ -133,6 +133,44 @@ class Settings(BaseSettings):
         default=0.2, gt=0, lt=2, description="Embedding drift (input to output) the identity guard tolerates per face."
     )
     log_level: str = Field(default="INFO")
+    mode: Literal["real", "test"] = Field(
+        default="real",
+        description="'test': no network weights are loaded; a cheap deterministic bicubic stand-in replaces the "
+        "network and every other stage runs for real (client CI; labelled in headers, /readyz and /metrics).",
+    )
+    key_cache_ttl_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How long a process trusts its lookup of a named key: a key created or revoked with "
+        "'python -m server keys' takes effect on every process within this time.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0, description="Authenticated requests per account per minute (all replicas); 0 = no limit."
+    )
+    account_max_concurrent: int = Field(
+        default=0, ge=0, description="Synchronous enhancements in progress per account (all replicas); 0 = no limit."
+    )
+    account_lease_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="Lifetime of a concurrency slot's lease, renewed while the enhancement runs (a crashed "
+        "replica's slots free themselves after it).",
+    )
+    job_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Lease of a claimed job, callback or profile build, renewed every third of it while the "
+        "process works; a process that died loses its work to another after this long.",
+    )
+    job_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often idle runners look in the database for work (submitted through other processes).",
+    )
 
     @field_validator("signing_secret")
     @classmethod

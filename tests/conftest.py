@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from skimage import data as skdata
 
 import weights
 from models.sr import SRModel, get_network, load_sr_model
+from tests.postgres_server import PostgresServer
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -62,8 +64,9 @@ def decode_b64(payload: str) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
-    """The converted weights (pulled once if missing; ``python -m weights pull`` does the same)."""
-    directory = weights.default_weights_dir()
+    """The converted weights (pulled once if missing; ``python -m weights pull`` does the same), in
+    ``$ENHANCE_WEIGHTS_DIR`` when set (an offline install may convert them there)."""
+    directory = Path(os.environ.get("ENHANCE_WEIGHTS_DIR") or weights.default_weights_dir())
     try:
         weights.verify_weights(directory, ["realesrgan-x4plus"])
     except weights.WeightsError:
@@ -95,3 +98,23 @@ def stand_in_model(fast: torch.nn.Module, exact: torch.nn.Module | None = None) 
         exact=exact or fast,
         channels_last=False,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for this test session (tests/postgres_server.py)."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The storage tests run twice: on SQLite in ``tmp_path`` and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'enhance.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.schemas import HealthResponse, ReadinessResponse
+from server.schemas import FeatureStatus, HealthResponse, ReadinessResponse
 
 router = APIRouter(tags=["health"])
 
@@ -21,14 +21,21 @@ async def healthz() -> HealthResponse:
 @router.get("/readyz", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}})
 async def readyz(request: Request) -> Response:
     """Ready when the models are loaded and a tiny operation on the device succeeds."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
     try:
-        await anyio.to_thread.run_sync(engine.probe)
+        await anyio.to_thread.run_sync(runtime.probe)
     except Exception:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
-    body = ReadinessResponse(status="ready", device=str(engine.device), network=engine.model.network.name)
+    features = {
+        name: FeatureStatus(enabled=feature.enabled, detail=feature.detail)
+        for name, feature in getattr(request.app.state, "features", {}).items()
+    }
+    body = ReadinessResponse(
+        status="ready", device=str(runtime.device), network=runtime.model.network.name, mode=runtime.settings.mode,
+        features=features or None
+    )
     return JSONResponse(body.model_dump())
 
 
