@@ -27,6 +27,7 @@ from server.routes import (
     files_router,
     health_router,
     jobs_router,
+    page_router,
     profiles_router,
     webhooks_router,
 )
@@ -93,6 +94,12 @@ class Metrics:
         self.busy_seconds = Counter(
             "enhance_network_busy_seconds", "Device time of network batches", registry=self.registry
         )
+        self.mode = Gauge(
+            "enhance_mode_info",
+            "1 for the service's mode ('test': no network, a stand-in upscaler) and network",
+            ["mode", "network"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Called by the tile batcher's thread after each batch."""
@@ -109,6 +116,7 @@ class Metrics:
         runtime: ModelRuntime | None = getattr(app.state, "runtime", None)
         if runtime is None:
             return
+        self.mode.labels(mode=runtime.settings.mode, network=runtime.model.network.name).set(1)
         if runtime.budget is not None:
             self.memory_budget.set(runtime.budget.total)
         if runtime.memory is not None:
@@ -231,4 +239,5 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
+    app.include_router(page_router)
     return app

@@ -19,12 +19,14 @@ from models.errors import ModelOutOfMemoryError
 from models.faces import FaceModelFiles, FaceModels, IdentityPolicy
 from models.pipeline import EnhanceOptions, EnhancePipeline, PipelineOutcome, PipelineRequest, enhance_request
 from models.sr import (
+    TEST_NETWORK,
     BatchStats,
     CancelToken,
     MemoryBudget,
     SRModel,
     SRNetwork,
     TileBatcher,
+    build_weightless_model,
     choose_tile_size,
     compile_network,
     get_network,
@@ -122,6 +124,27 @@ def split_budget(total: int, weights_bytes: int) -> DeviceBudget:
     return DeviceBudget(total=total, weights=weights_bytes, workspace=workspace, requests=free - workspace)
 
 
+def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel]:
+    """The network for each content type on ``device``. Real mode loads the weights (pulling them first
+    when allowed and missing); test mode loads none and gives every content type the weightless
+    stand-in (``TEST_NETWORK``), with a warning in the log."""
+    if settings.mode == "test":
+        logger.warning(
+            "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
+            "(network 'none'), every other stage runs for real. Not for real enhancement."
+        )
+        model = build_weightless_model(get_network(TEST_NETWORK), device)
+        return dict.fromkeys(CONTENT_NETWORKS, model)
+    weights_dir = weights_dir_of(settings)
+    networks = available_networks(weights_dir, settings.auto_pull_weights)
+    models = {}
+    for content, network in networks.items():
+        state_dict = weights.load_state_dict(network.weights_name, weights_dir)
+        models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
+        logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+    return models
+
+
 def load_face_models(settings: Settings) -> FaceModels:
     """dlib's face models from the weights folder (pulled first when missing and allowed)."""
     directory = weights_dir_of(settings)
@@ -172,14 +195,8 @@ class ModelRuntime:
         memory budget, start the tile batcher and, when ``compile_mode`` is set, compile and warm up
         the networks for their tile shapes (minutes on a cold cache; before the service is ready).
         ``faces``: the face models the identity stage uses (loaded with :func:`load_face_models`)."""
-        weights_dir = weights_dir_of(settings)
-        networks = available_networks(weights_dir, settings.auto_pull_weights)
         device = resolve_device(settings.device)
-        models = {}
-        for content, network in networks.items():
-            state_dict = weights.load_state_dict(network.weights_name, weights_dir)
-            models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
-            logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+        models = load_networks(settings, device)
         total = memory_budget_bytes(settings, device)
         if device.type == "cuda":
             # A hard cap: allocations beyond the budget raise out-of-memory (handled) instead of growing.
@@ -196,7 +213,7 @@ class ModelRuntime:
         tile = settings.tile_size or choose_tile_size(
             photo, max_tile=settings.max_tile_size, cpu_tile=settings.cpu_tile_size, workspace_bytes=budget.workspace
         )
-        if settings.compile_mode != "off":
+        if settings.compile_mode != "off" and settings.mode != "test":
             sides = [side for side in settings.compile_tile_side_list if side <= tile]
             cache_dir = settings.compile_cache_dir or settings.data_dir / "compile-cache"
             for content, model in list(models.items()):
@@ -269,7 +286,9 @@ class ModelRuntime:
         of device memory outside the network (which retries with smaller tiles itself) raises
         ``ModelOutOfMemoryError`` (503 with ``Retry-After``)."""
         try:
-            return enhance_request(request, self.pipeline, cancel)
+            outcome = enhance_request(request, self.pipeline, cancel)
+            outcome.explanation.mode = self.settings.mode
+            return outcome
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
