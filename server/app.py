@@ -35,8 +35,8 @@ from server.runtime import ModelRuntime
 from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
-    AccountLimits,
     URL_SIGNING_SECRET,
+    AccountLimits,
     AccountRegistry,
     JobFiles,
     JobStore,

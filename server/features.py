@@ -61,10 +61,10 @@ def high_bit_depth() -> Feature:
 
 def illustration_network(loaded: Mapping[str, object]) -> Feature:
     """Whether illustrations get their own network (``loaded``: the engine's networks by content)."""
-    if "illustration" in loaded:
+    if "illustration" in loaded and loaded["illustration"] is not loaded.get("photo"):
         return Feature(ILLUSTRATION_NETWORK, True, "illustrations use realesrgan-x4plus-anime")
     return Feature(
-        ILLUSTRATION_NETWORK, False, "realesrgan-x4plus-anime weights unavailable: illustrations use the photo network"
+        ILLUSTRATION_NETWORK, False, "no realesrgan-x4plus-anime network loaded: illustrations use the photo network"
     )
 
 

@@ -14,8 +14,8 @@ from server.storage.accounts import (
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
-from server.storage.limits import AccountLimits, RateDecision, SlotLease
 from server.storage.leases import process_owner_id
+from server.storage.limits import AccountLimits, RateDecision, SlotLease
 from server.storage.profiles import ProfileRecord, ProfileStore
 from server.storage.secrets import URL_SIGNING_SECRET, ServiceSecrets
 
