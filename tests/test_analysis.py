@@ -13,12 +13,12 @@ from skimage import data as skdata
 from models.analysis import (
     analyse_image,
     classify_content,
-    detect_faces,
     estimate_blur_sigma,
     estimate_colour_cast,
     estimate_noise_sigma,
     estimate_tone,
     estimate_upscale_factor,
+    find_face_boxes,
     illuminant_angle,
     jpeg_quality_from_bytes,
     jpeg_quality_from_pixels,
@@ -201,7 +201,7 @@ def test_the_python_logo_is_classified_as_an_illustration() -> None:
 
 
 def test_faces_finds_the_astronaut_face_only() -> None:
-    faces = detect_faces(to_float(skdata.astronaut()))
+    faces = find_face_boxes(to_float(skdata.astronaut()))
     assert len(faces) == 1
     face = faces[0]
     assert 150 < face.x + face.size / 2 < 270 and 70 < face.y + face.size / 2 < 170
@@ -210,13 +210,13 @@ def test_faces_finds_the_astronaut_face_only() -> None:
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket"])
 def test_faces_finds_none_in_photos_without_people(name: str) -> None:
-    assert detect_faces(to_float(getattr(skdata, name)())) == []
+    assert find_face_boxes(to_float(getattr(skdata, name)())) == []
 
 
 def test_faces_counts_every_face_of_a_group() -> None:
     face = skdata.astronaut()[20:220, 130:300]
     group = np.concatenate([np.concatenate([face, face[:, ::-1]], axis=1)] * 2, axis=0)
-    assert len(detect_faces(to_float(group))) == 4
+    assert len(find_face_boxes(to_float(group))) == 4
 
 
 def test_analysis_reports_every_estimate_and_skips_faces_on_request() -> None:

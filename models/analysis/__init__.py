@@ -11,7 +11,7 @@ Public face:
 * :func:`estimate_tone` → :class:`ToneEstimate` — exposure (EV from middle grey) and contrast.
 * :func:`estimate_colour_cast` → :class:`ColourCast` — illuminant by grey-edge.
 * :func:`classify_content` → :class:`ContentEstimate` — photo or illustration.
-* :func:`detect_faces` → :class:`FaceBox` list — the identity's face detector (dlib's MMOD CNN,
+* :func:`find_face_boxes` → :class:`FaceBox` list — the identity's face detector (dlib's MMOD CNN,
   ported) on a bounded working copy.
 
 Every function takes ``rgb`` as float32 H×W×3 in [0, 1], sRGB-encoded, RGB order, on the CPU, and is
@@ -23,7 +23,7 @@ from models.analysis._blur import estimate_blur_sigma
 from models.analysis._colour import ColourCast, estimate_colour_cast, illuminant_angle
 from models.analysis._common import linear_to_srgb, srgb_to_linear
 from models.analysis._content import CONTENT_MODEL, ContentEstimate, ContentModel, classify_content
-from models.analysis._faces import FaceBox, detect_faces
+from models.analysis._faces import FaceBox, find_face_boxes
 from models.analysis._jpeg import JpegEstimate, jpeg_quality_from_bytes, jpeg_quality_from_pixels
 from models.analysis._noise import estimate_noise_sigma
 from models.analysis._resolution import estimate_upscale_factor
@@ -40,12 +40,12 @@ __all__ = [
     "ToneEstimate",
     "analyse_image",
     "classify_content",
-    "detect_faces",
     "estimate_blur_sigma",
     "estimate_colour_cast",
     "estimate_noise_sigma",
     "estimate_tone",
     "estimate_upscale_factor",
+    "find_face_boxes",
     "illuminant_angle",
     "jpeg_quality_from_bytes",
     "jpeg_quality_from_pixels",

@@ -12,7 +12,7 @@ from models.analysis._blur import estimate_blur_sigma
 from models.analysis._colour import ColourCast, estimate_colour_cast
 from models.analysis._common import check_rgb
 from models.analysis._content import ContentEstimate, classify_content
-from models.analysis._faces import FaceBox, detect_faces
+from models.analysis._faces import FaceBox, find_face_boxes
 from models.analysis._jpeg import JpegEstimate, jpeg_quality_from_bytes, jpeg_quality_from_pixels
 from models.analysis._noise import estimate_noise_sigma
 from models.analysis._resolution import estimate_upscale_factor
@@ -103,7 +103,7 @@ def analyse_image(
     tone = timed("tone_s", estimate_tone, rgb)
     colour = timed("colour_s", estimate_colour_cast, rgb)
     content = timed("content_s", classify_content, rgb, noise)
-    faces = timed("faces_s", detect_faces, rgb, face_detector) if detect else None
+    faces = timed("faces_s", find_face_boxes, rgb, face_detector) if detect else None
     return ImageAnalysis(
         width=int(rgb.shape[1]),
         height=int(rgb.shape[0]),

@@ -54,7 +54,7 @@ def default_face_detector() -> FaceDetector:
         return _default
 
 
-def detect_faces(rgb: np.ndarray, detector: FaceDetector | None = None) -> list[FaceBox]:
+def find_face_boxes(rgb: np.ndarray, detector: FaceDetector | None = None) -> list[FaceBox]:
     """Frontal faces in ``rgb`` (float32 H×W×3 in [0, 1], sRGB), largest first, in input pixels.
     ``detector``: the service's face detector (on its device); :func:`default_face_detector` if None."""
     check_rgb(rgb)

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
@@ -61,6 +63,22 @@ def _region(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
     )
 
 
+def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
+    """A Gaussian blur of ``image`` (float32 h×w×3) with ``sigma`` px (edges replicated). A large
+    ``sigma`` blurs a block-averaged copy (blocks of about sigma/4 px, whose own smoothing is negligible
+    beside it) and resizes it back bilinearly: the same smooth field at a small fraction of the cost
+    (a face 500 px wide on a 2K output took seconds per blur at full resolution)."""
+    factor = max(1, int(sigma // 4))
+    if factor == 1:
+        return gaussian_filter(image, (sigma, sigma, 0), mode="nearest")
+    height, width = image.shape[:2]
+    full = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    small = F.avg_pool2d(full, factor, ceil_mode=True, count_include_pad=False)[0].permute(1, 2, 0).numpy()
+    blurred = gaussian_filter(small, (sigma / factor, sigma / factor, 0), mode="nearest")
+    back = torch.from_numpy(np.ascontiguousarray(blurred)).permute(2, 0, 1)[None]
+    return F.interpolate(back, size=(height, width), mode="bilinear", align_corners=False)[0].permute(1, 2, 0).numpy()
+
+
 def soften_face(output: np.ndarray, source: np.ndarray, box: Box, weight: float) -> np.ndarray:
     """``output`` (float32 h×w×3 in [0, 1]) with the face at ``box`` (output pixels) blended by
     ``weight``, under the feathered ellipse, toward the bicubic resampling of ``source`` (uint8 H×W×3,
@@ -77,10 +95,8 @@ def soften_face(output: np.ndarray, source: np.ndarray, box: Box, weight: float)
         box=(left / scale, top / scale, right / scale, bottom / scale),
     )
     soft = np.asarray(resampled, dtype=np.float32) / 255.0
-    sigma = (TONE_SIGMA * box.width, TONE_SIGMA * box.width, 0)
-    gain = (gaussian_filter(result[top:bottom, left:right], sigma, mode="nearest") + _EPS) / (
-        gaussian_filter(soft, sigma, mode="nearest") + _EPS
-    )
+    sigma = TONE_SIGMA * box.width
+    gain = (_smooth(result[top:bottom, left:right], sigma) + _EPS) / (_smooth(soft, sigma) + _EPS)
     soft = np.clip(soft * gain, 0.0, 1.0)
     local = Box(box.left - left, box.top - top, box.right - left, box.bottom - top)
     mask = (feathered_ellipse(bottom - top, right - left, local) * weight)[..., None]

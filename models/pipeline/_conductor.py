@@ -14,8 +14,17 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-from models.analysis import ImageAnalysis, analyse_image
-from models.faces import FaceModels, IdentityPolicy, IdentityResult, KnownProfile, identify_outputs
+from models.analysis import FaceBox, ImageAnalysis, analyse_image
+from models.faces import (
+    DetectedFace,
+    FaceModels,
+    IdentityPolicy,
+    IdentityResult,
+    KnownProfile,
+    detect_faces,
+    identify_outputs,
+    to_uint8,
+)
 from models.imageio import DecodedImage, decode_image, encode_image, flatten_alpha
 from models.pipeline._explain import Explanation, Timings, VariationReport
 from models.pipeline._policy import EnhancePlan, infer_parameters
@@ -85,9 +94,10 @@ def enhance_request(
     options = replace(pipeline.options, num_outputs=request.num_outputs)
     spent = Timings()
     decoded = _timed(spent, "decode_s", decode, request.source, options)
-    analysis = _timed(
-        spent, "analysis_s", analyse, decoded.rgb, request.source, decoded.alpha, detect=options.detect_faces
-    )
+    analysis, faces = _timed(
+        spent, "analysis_s", analyse_with_faces, decoded.rgb, request.source, decoded.alpha,
+        pipeline.faces if options.detect_faces else None, pipeline.identity, detect=options.detect_faces,
+    )  # fmt: skip
     steered = steer(analysis, request.prompt, options.num_outputs)
     rendered = super_resolve(
         decoded.rgb, decoded.alpha, analysis, steered.decided, pipeline.networks, options,
@@ -96,6 +106,7 @@ def enhance_request(
     identified = _timed(
         spent, "identity_s", identify,
         decoded.rgb, [image.rgb for image in rendered.images], pipeline.faces, request.candidates, pipeline.identity,
+        faces,
     )  # fmt: skip
     fmt, alpha_note = choose_format(request.output_format, request.default_format, decoded.alpha is not None)
     files = _timed(spent, "encode_s", encode, identified.images, rendered.images, fmt, decoded.exif, options)
@@ -120,9 +131,33 @@ def analyse(
 ) -> ImageAnalysis:
     """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB). With ``alpha``
     (float32 H×W), the image is judged as it is seen: over white (hidden pixels carry arbitrary
-    colour). ``source`` (the file's bytes) gives a JPEG's quality exactly; ``detect`` finds faces."""
+    colour). ``source`` (the file's bytes) gives a JPEG's quality exactly; ``detect`` finds faces
+    (with the default detector: see :func:`analyse_with_faces` for the service's)."""
     seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
     return analyse_image(seen, source, detect=detect)
+
+
+def analyse_with_faces(
+    rgb: np.ndarray,
+    source: bytes | None,
+    alpha: np.ndarray | None,
+    faces: FaceModels | None,
+    identity: IdentityPolicy,
+    *,
+    detect: bool = True,
+) -> tuple[ImageAnalysis, list[DetectedFace] | None]:
+    """Analyse stage with the service's face models: the faces are found ONCE, by the identity's
+    detector on its device and budget (``identity.min_face``, ``identity.max_work_pixels``), and serve
+    both the analysis (protect-faces, the report) and the identify stage. Without ``faces`` (or with
+    ``detect`` off) this is :func:`analyse` and no faces are handed on."""
+    if faces is None or not detect:
+        return analyse(rgb, source, alpha, detect=detect), None
+    found = detect_faces(
+        to_uint8(rgb), faces, min_face=identity.min_face, max_work_pixels=identity.max_work_pixels
+    )
+    analysis = analyse(rgb, source, alpha, detect=False)
+    boxes = [FaceBox(x=round(f.box.left), y=round(f.box.top), size=round(f.box.width)) for f in found]
+    return replace(analysis, faces=boxes), found
 
 
 def steer(analysis: ImageAnalysis, prompt: str | Steering | None, num_outputs: int) -> Steered:
@@ -137,13 +172,15 @@ def identify(
     faces: FaceModels | None,
     candidates: Sequence[KnownProfile],
     policy: IdentityPolicy,
+    found: Sequence[DetectedFace] | None = None,
 ) -> IdentityResult:
     """Identify stage: find the input's faces, guard them on every output (softening a face whose
     identity drifted) and count the ``candidates`` seen (``models.faces.identify_outputs``). Without
-    face models the outputs pass unchanged, nothing counted and no report."""
+    face models the outputs pass unchanged, nothing counted and no report. ``found``: the faces the
+    analyse stage already found on ``source`` with the same detector (not detected again)."""
     if faces is None:
         return IdentityResult(list(outputs), {}, {})
-    return identify_outputs(source, outputs, faces, candidates, policy)
+    return identify_outputs(source, outputs, faces, candidates, policy, faces=found)
 
 
 def choose_format(

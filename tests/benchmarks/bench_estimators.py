@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from models.analysis import (
     classify_content,
-    detect_faces,
     estimate_blur_sigma,
     estimate_colour_cast,
     estimate_noise_sigma,
     estimate_tone,
     estimate_upscale_factor,
+    find_face_boxes,
     illuminant_angle,
     jpeg_quality_from_bytes,
     jpeg_quality_from_pixels,
@@ -295,7 +295,7 @@ def bench_faces() -> Rows:
         face = Image.fromarray((lfw[index] * 255).astype(np.uint8)).resize((64, 64), Image.Resampling.BICUBIC)
         canvas = Image.new("RGB", (128, 128), (128, 128, 128))
         canvas.paste(face.convert("RGB"), (32, 32))
-        found.append(len(detect_faces(f32(np.asarray(canvas)))))
+        found.append(len(find_face_boxes(f32(np.asarray(canvas)))))
     rows = [
         {"case": "LFW faces (64 px, grey)", "right": f"{sum(n == 1 for n in found[:100])}/100"},
         {"case": "LFW non-faces", "right": f"{sum(n == 0 for n in found[100:])}/100"},
@@ -305,11 +305,11 @@ def bench_faces() -> Rows:
     for count, (rows_n, cols_n) in ((1, (1, 1)), (2, (1, 2)), (4, (2, 2)), (6, (2, 3))):
         row = np.concatenate([face if i % 2 == 0 else face[:, ::-1] for i in range(cols_n)], axis=1)
         group = np.concatenate([row] * rows_n, axis=0)
-        got = len(detect_faces(f32(group)))
+        got = len(find_face_boxes(f32(group)))
         rows.append({"case": f"group of {count} (astronaut face tiles)", "right": f"{got} found"})
-    rows.append({"case": "astronaut photo (1 face)", "right": f"{len(detect_faces(f32(astronaut)))} found"})
+    rows.append({"case": "astronaut photo (1 face)", "right": f"{len(find_face_boxes(f32(astronaut)))} found"})
     for name in ("coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png"):
-        rows.append({"case": f"{name} (no face)", "right": f"{len(detect_faces(f32(load(name))))} found"})
+        rows.append({"case": f"{name} (no face)", "right": f"{len(find_face_boxes(f32(load(name))))} found"})
     return rows
 
 

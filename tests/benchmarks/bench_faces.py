@@ -245,7 +245,7 @@ def run_speed(models: FaceModels, repeats: int = 3) -> dict:
     one embedding per face (median of ``repeats`` after a warm-up)."""
     from skimage import data
 
-    from models.analysis import detect_faces as analysis_faces
+    from models.analysis import find_face_boxes as analysis_faces
 
     cases = {
         "astronaut 512x512, 1 face": np.ascontiguousarray(data.astronaut()),
