@@ -56,10 +56,8 @@ def _probes() -> dict[str, tuple[np.ndarray, list[str]]]:
     """Real photos and which of the ``people`` to offer as candidates."""
     return {
         "obama alone": (augment("obama3", np.random.default_rng(21), (100, 100)), ["hopper", "obama", "biden"]),
-        "small obama": (augment("obama3", np.random.default_rng(22), (56, 56)), ["obama", "biden"]),
         "obama and biden": (paste_faces(["obama3", "biden"], 80, (560, 420), seed=2), ["obama", "biden"]),
         "collins": (augment("collins", np.random.default_rng(23), (100, 100)), ["obama", "biden", "hopper"]),
-        "biden, not offered": (augment("biden", np.random.default_rng(24), (100, 100)), ["obama", "hopper"]),
         "coffee": (np.ascontiguousarray(skdata.coffee()[::2, ::2]), ["obama"]),
     }
 

@@ -67,9 +67,12 @@ def back_project(
         return output
     height, width = output.shape[-2:]
     ref_h, ref_w = reference.shape[-2:]
-    for _ in range(iterations):
+    for iteration in range(iterations):
         residual = gaussian_blur(reference - resize(output, ref_h, ref_w), smoothing)
-        output = output + weight * resize(residual, height, width)
+        step = resize(residual, height, width).mul_(weight)
+        # In place after the first step (the caller's tensor is never touched): on a CPU, a fresh
+        # output-sized tensor costs more in page faults than the arithmetic itself.
+        output = output + step if iteration == 0 else output.add_(step)
     return output.clamp_(0.0, 1.0)
 
 
