@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.sr import BatchStats
+from server import features
 from server.errors import install_error_handlers
+from server.features import IDENTITY_OFF
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
 from server.profiles import ProfileCandidates, ProfileService
@@ -25,10 +27,11 @@ from server.routes import (
     files_router,
     health_router,
     jobs_router,
+    page_router,
     profiles_router,
     webhooks_router,
 )
-from server.runtime import ModelRuntime, load_face_models
+from server.runtime import ModelRuntime
 from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
@@ -93,6 +96,12 @@ class Metrics:
         self.busy_seconds = Counter(
             "enhance_network_busy_seconds", "Device time of network batches", registry=self.registry
         )
+        self.mode = Gauge(
+            "enhance_mode_info",
+            "1 for the service's mode ('test': no network, a stand-in upscaler) and network",
+            ["mode", "network"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Called by the tile batcher's thread after each batch."""
@@ -109,6 +118,7 @@ class Metrics:
         runtime: ModelRuntime | None = getattr(app.state, "runtime", None)
         if runtime is None:
             return
+        self.mode.labels(mode=runtime.settings.mode, network=runtime.model.network.name).set(1)
         if runtime.budget is not None:
             self.memory_budget.set(runtime.budget.total)
         if runtime.memory is not None:
@@ -178,12 +188,21 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             limits=app.state.limits,
             retry_after_s=settings.retry_after_s,
         )
-        face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        face_models, identity_feature = await anyio.to_thread.run_sync(features.load_identity, settings)
         app.state.runtime = await anyio.to_thread.run_sync(
             lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
         )
+        app.state.features = {
+            feature.name: feature
+            for feature in (
+                identity_feature,
+                features.high_bit_depth(),
+                features.illustration_network(app.state.runtime.models or {}),
+            )
+        }
+        features.log_features(app.state.features)
         profile_store = ProfileStore(database, data_dir / "profiles")
-        app.state.candidates = ProfileCandidates(profile_store)
+        app.state.candidates = ProfileCandidates(profile_store, None if identity_feature.enabled else IDENTITY_OFF)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles
@@ -234,4 +253,5 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     app.include_router(webhooks_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
+    app.include_router(page_router)
     return app

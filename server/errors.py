@@ -29,6 +29,11 @@ class BadRequestError(EnhanceError):
     code = "BAD_REQUEST"
 
 
+class FeatureUnavailableError(BadRequestError):
+    """Raised when a request needs a feature this installation has off (e.g. identity without the face
+    models, as after an offline bundle made with ``--without faces``): 400 ``BAD_REQUEST``."""
+
+
 class UnauthorizedError(EnhanceError):
     """Raised by the API-key dependency when the key is missing or unknown."""
 

@@ -19,11 +19,14 @@ from models.errors import ModelOutOfMemoryError
 from models.faces import FaceModelFiles, FaceModels, IdentityPolicy
 from models.pipeline import EnhanceOptions, EnhancePipeline, PipelineOutcome, PipelineRequest, enhance_request
 from models.sr import (
+    TEST_NETWORK,
     BatchStats,
     CancelToken,
     MemoryBudget,
     SRModel,
+    SRNetwork,
     TileBatcher,
+    build_weightless_model,
     choose_tile_size,
     compile_network,
     get_network,
@@ -62,6 +65,31 @@ def weights_dir_of(settings: Settings) -> Path:
     return settings.weights_dir or weights.default_weights_dir()
 
 
+def available_networks(weights_dir: Path, auto_pull: bool) -> dict[str, SRNetwork]:
+    """The network of each content type whose weights are here (pulled first when allowed). The photo
+    network is required (its ``WeightsError`` propagates); another one whose weights cannot be had (an
+    offline install made with ``--only realesrgan-x4plus``) is left out, and its content type falls
+    back to the photo network."""
+    networks: dict[str, SRNetwork] = {}
+    for content, name in CONTENT_NETWORKS.items():
+        network = get_network(name)
+        try:
+            try:
+                weights.verify_weights(weights_dir, [network.weights_name])
+            except weights.WeightsError:
+                if not auto_pull:
+                    raise
+                logger.info("weights of %s missing or invalid in %s: pulling them now", name, weights_dir)
+                weights.pull_weights(weights_dir, [network.weights_name])
+        except weights.WeightsError as error:
+            if content == "photo":
+                raise
+            logger.warning("network %s left out (%s): %s content uses the photo network", name, error, content)
+            continue
+        networks[content] = network
+    return networks
+
+
 def memory_budget_bytes(settings: Settings, device: torch.device) -> int:
     """The device memory the enhance work may use: the setting, else 90 % of the GPU (CPU: 8 GiB)."""
     if settings.memory_budget_gb > 0:
@@ -94,6 +122,27 @@ def split_budget(total: int, weights_bytes: int) -> DeviceBudget:
         raise ValueError(f"memory budget of {total / 1024**3:.1f} GiB does not even hold the weights")
     workspace = int(free * NETWORK_SHARE)
     return DeviceBudget(total=total, weights=weights_bytes, workspace=workspace, requests=free - workspace)
+
+
+def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel]:
+    """The network for each content type on ``device``. Real mode loads the weights (pulling them first
+    when allowed and missing); test mode loads none and gives every content type the weightless
+    stand-in (``TEST_NETWORK``), with a warning in the log."""
+    if settings.mode == "test":
+        logger.warning(
+            "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
+            "(network 'none'), every other stage runs for real. Not for real enhancement."
+        )
+        model = build_weightless_model(get_network(TEST_NETWORK), device)
+        return dict.fromkeys(CONTENT_NETWORKS, model)
+    weights_dir = weights_dir_of(settings)
+    networks = available_networks(weights_dir, settings.auto_pull_weights)
+    models = {}
+    for content, network in networks.items():
+        state_dict = weights.load_state_dict(network.weights_name, weights_dir)
+        models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
+        logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+    return models
 
 
 def load_face_models(settings: Settings) -> FaceModels:
@@ -146,21 +195,8 @@ class ModelRuntime:
         memory budget, start the tile batcher and, when ``compile_mode`` is set, compile and warm up
         the networks for their tile shapes (minutes on a cold cache; before the service is ready).
         ``faces``: the face models the identity stage uses (loaded with :func:`load_face_models`)."""
-        networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
-        names = sorted({n.weights_name for n in networks.values()})
-        weights_dir = weights_dir_of(settings)
-        if settings.auto_pull_weights:
-            try:
-                weights.verify_weights(weights_dir, names)
-            except weights.WeightsError:
-                logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
-                weights.pull_weights(weights_dir, names)
         device = resolve_device(settings.device)
-        models = {}
-        for content, network in networks.items():
-            state_dict = weights.load_state_dict(network.weights_name, weights_dir)
-            models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
-            logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+        models = load_networks(settings, device)
         total = memory_budget_bytes(settings, device)
         if device.type == "cuda":
             # A hard cap: allocations beyond the budget raise out-of-memory (handled) instead of growing.
@@ -177,7 +213,7 @@ class ModelRuntime:
         tile = settings.tile_size or choose_tile_size(
             photo, max_tile=settings.max_tile_size, cpu_tile=settings.cpu_tile_size, workspace_bytes=budget.workspace
         )
-        if settings.compile_mode != "off":
+        if settings.compile_mode != "off" and settings.mode != "test":
             sides = [side for side in settings.compile_tile_side_list if side <= tile]
             cache_dir = settings.compile_cache_dir or settings.data_dir / "compile-cache"
             for content, model in list(models.items()):
@@ -250,7 +286,9 @@ class ModelRuntime:
         of device memory outside the network (which retries with smaller tiles itself) raises
         ``ModelOutOfMemoryError`` (503 with ``Retry-After``)."""
         try:
-            return enhance_request(request, self.pipeline, cancel)
+            outcome = enhance_request(request, self.pipeline, cancel)
+            outcome.explanation.mode = self.settings.mode
+            return outcome
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -83,10 +83,21 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
 
 
+class FeatureStatus(BaseModel):
+    """One optional feature of this installation: on, or off and why (see the README's feature table)."""
+
+    enabled: bool
+    detail: str
+
+
 class ReadinessResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     device: str | None = None
     network: str | None = None
+    mode: Literal["real", "test"] | None = Field(
+        default=None, description="'test': the offline test mode, no network loaded (network 'none')."
+    )
+    features: dict[str, FeatureStatus] | None = None
 
 
 # Answers every route behind an API key can give, whatever its own work: documented on each of them

@@ -153,6 +153,11 @@ class Settings(BaseSettings):
         description="Lifetime of a concurrency slot's lease, renewed while the enhancement runs (a crashed "
         "replica's slots free themselves after it).",
     )
+    mode: Literal["real", "test"] = Field(
+        default="real",
+        description="'test': no network weights are loaded; a cheap deterministic bicubic stand-in replaces the "
+        "network and every other stage runs for real (client CI; labelled in headers, /readyz and /metrics).",
+    )
 
     @field_validator("signing_secret")
     @classmethod

@@ -98,6 +98,8 @@ class Explanation:
     original_size: tuple[int, int] | None = None
     output_format: str | None = None
     identity: Section | None = None
+    # "real", or "test" when a stand-in replaced the network (the service's test mode); None: unlabelled.
+    mode: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The header's JSON object (keys in the order the header has always listed them)."""
@@ -106,6 +108,7 @@ class Explanation:
             "input": list(self.input),
             "network_input": list(self.network_input),
             "output": list(self.output),
+            **({"mode": self.mode} if self.mode is not None else {}),
             "network": run.network,
             **({"network_fallback": run.fallback} if run.fallback is not None else {}),
             "device": run.device,

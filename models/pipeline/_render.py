@@ -214,8 +214,9 @@ def super_resolve(
         mark = time.perf_counter()
         restored = resize(restored_net, out_h, out_w)
         base = resize(source_t, out_h, out_w).clamp(0.0, 1.0)
-        # What the network removed (noise, grain, artefacts and some fine texture), at output size.
-        removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
+        # What the network removed (noise, grain, artefacts and some fine texture), at output size; only
+        # outputs with grain use it, so it is computed once, when the first of them needs it.
+        removed: torch.Tensor | None = None
         face_mask = None
         if plan.protect_faces and analysis.faces:
             ratio = out_w / width
@@ -232,6 +233,8 @@ def super_resolve(
                 cancel.raise_if_cancelled()
             out = torch.lerp(base, restored, params.strength)
             if params.grain > 0:
+                if removed is None:
+                    removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
                 out = out + params.grain * removed
             out = back_project(
                 out.clamp(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
