@@ -20,6 +20,7 @@ import uvicorn
 from server.app import create_app
 from server.runtime import ModelRuntime, load_face_models
 from server.settings import get_settings
+from server.storage import create_database, load_or_create_dev_key
 
 
 def main() -> None:
@@ -41,11 +42,21 @@ def main() -> None:
         default=None,
         help="'test': no network weights, a fast deterministic stand-in upscaler (overrides ENHANCE_MODE)",
     )
+    parser.add_argument(
+        "--dev-key",
+        action="store_true",
+        help="print the development key (kept in the database; created when missing) and exit",
+    )
     args = parser.parse_args()
     settings = get_settings()
     if args.mode is not None:
         settings = settings.model_copy(update={"mode": args.mode})
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.dev_key:
+        database = create_database(settings.database_url, settings.data_dir)
+        print(load_or_create_dev_key(database, settings.data_dir)[0])
+        database.dispose()
+        return
     if args.warmup:
         ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import anyio.to_thread
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Engine as SQLEngine
 
 from models.sr import BatchStats
 from server import features
@@ -35,12 +35,14 @@ from server.runtime import ModelRuntime
 from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
+    URL_SIGNING_SECRET,
     AccountLimits,
     AccountRegistry,
     JobFiles,
     JobStore,
     LocalFileStore,
     ProfileStore,
+    ServiceSecrets,
     create_database,
     load_or_create_dev_key,
 )
@@ -132,15 +134,13 @@ class Metrics:
             self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(runtime.device))
 
 
-def _load_or_create_secret(data_dir: Path) -> bytes:
-    path = data_dir / SIGNING_SECRET_FILE
-    if path.exists():
-        return path.read_bytes().strip()
-    secret = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-    return secret
+def _load_or_create_secret(database: SQLEngine, data_dir: Path) -> bytes:
+    """The URL signing secret shared by every process on the database (a first-release
+    ``signing-secret`` file in ``data_dir`` is taken over once)."""
+    value, _ = ServiceSecrets(database).get_or_create(
+        URL_SIGNING_SECRET, lambda: secrets.token_hex(32), legacy_file=data_dir / SIGNING_SECRET_FILE
+    )
+    return value.encode()
 
 
 async def _sweep_files(files: LocalFileStore, interval_s: float) -> None:
@@ -165,16 +165,19 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         database = create_database(settings.database_url, data_dir)
         keys = settings.api_key_list
         if not keys:
-            dev_key, created = load_or_create_dev_key(data_dir)
+            dev_key, created = await anyio.to_thread.run_sync(load_or_create_dev_key, database, data_dir)
             keys = [dev_key]
             logger.warning(
-                "ENHANCE_API_KEYS is empty: using the development key %s (%s %s)",
+                "ENHANCE_API_KEYS is empty: using the development key %s (%s the database)",
                 dev_key,
                 "created in" if created else "stored in",
-                data_dir / "dev-api-key",
             )
         app.state.accounts = AccountRegistry(database, keys, cache_ttl_s=settings.key_cache_ttl_s)
-        secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
+        secret = (
+            settings.signing_secret.encode()
+            if settings.signing_secret
+            else await anyio.to_thread.run_sync(_load_or_create_secret, database, data_dir)
+        )
         app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
         app.state.limits = AccountLimits(
             database,

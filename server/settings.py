@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         default=0.2, gt=0, lt=2, description="Embedding drift (input to output) the identity guard tolerates per face."
     )
     log_level: str = Field(default="INFO")
+    mode: Literal["real", "test"] = Field(
+        default="real",
+        description="'test': no network weights are loaded; a cheap deterministic bicubic stand-in replaces the "
+        "network and every other stage runs for real (client CI; labelled in headers, /readyz and /metrics).",
+    )
     key_cache_ttl_s: float = Field(
         default=2.0,
         gt=0,
@@ -153,10 +158,18 @@ class Settings(BaseSettings):
         description="Lifetime of a concurrency slot's lease, renewed while the enhancement runs (a crashed "
         "replica's slots free themselves after it).",
     )
-    mode: Literal["real", "test"] = Field(
-        default="real",
-        description="'test': no network weights are loaded; a cheap deterministic bicubic stand-in replaces the "
-        "network and every other stage runs for real (client CI; labelled in headers, /readyz and /metrics).",
+    job_lease_s: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="Lease of a claimed job, callback or profile build, renewed every third of it while the "
+        "process works; a process that died loses its work to another after this long.",
+    )
+    job_poll_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often idle runners look in the database for work (submitted through other processes).",
     )
 
     @field_validator("signing_secret")

@@ -16,6 +16,7 @@ from skimage import data as skdata
 
 import weights
 from models.sr import SRModel, get_network, load_sr_model
+from tests.postgres_server import PostgresServer
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -97,3 +98,23 @@ def stand_in_model(fast: torch.nn.Module, exact: torch.nn.Module | None = None) 
         exact=exact or fast,
         channels_last=False,
     )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for this test session (tests/postgres_server.py)."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The storage tests run twice: on SQLite in ``tmp_path`` and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'enhance.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database()
+    yield server.url(name)
+    server.drop_database(name)

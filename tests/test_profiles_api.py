@@ -8,6 +8,9 @@ import datetime as dt
 import io
 import json
 import re
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,21 +114,23 @@ def test_profile_status_goes_validating_queuing_in_progress_ready(
 ) -> None:
     store: ProfileStore = client.app.state.profiles.store  # type: ignore[attr-defined]
     seen: list[str] = []
-    original_start, original_set, original_finish = store.start_attempt, store.set_status, store.finish
+    original_claim, original_set, original_finish = store.claim_next, store.set_status, store.finish
 
-    def start_attempt(profile_id: str, now: dt.datetime) -> Any:
-        seen.append("VALIDATING")
-        return original_start(profile_id, now)
+    def claim_next(owner: str, now: dt.datetime, lease_s: float) -> Any:
+        claimed = original_claim(owner, now, lease_s)
+        if claimed is not None:
+            seen.append("VALIDATING")
+        return claimed
 
-    def set_status(profile_id: str, status: Any, now: dt.datetime) -> bool:
+    def set_status(profile_id: str, status: Any, now: dt.datetime, **kwargs: Any) -> bool:
         seen.append(status)
-        return original_set(profile_id, status, now)
+        return original_set(profile_id, status, now, **kwargs)
 
     def finish(profile_id: str, now: dt.datetime, **kwargs: Any) -> bool:
         seen.append("READY" if kwargs.get("embeddings") is not None else "ERROR")
         return original_finish(profile_id, now, **kwargs)
 
-    monkeypatch.setattr(store, "start_attempt", start_attempt)
+    monkeypatch.setattr(store, "claim_next", claim_next)
     monkeypatch.setattr(store, "set_status", set_status)
     monkeypatch.setattr(store, "finish", finish)
     profile_id = add(client, references(["hopper"] * 5, seed=4), training_tier="fast")
@@ -203,7 +208,7 @@ def test_add_profile_with_a_bad_count_tier_or_tag_is_422(client: TestClient, bod
 
 def test_add_profile_accepts_each_tiers_bounds(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     service = client.app.state.profiles  # type: ignore[attr-defined]
-    monkeypatch.setattr(service._queue, "put_nowait", lambda _id: None)  # stored, not built
+    monkeypatch.setattr(service.store, "claim_next", lambda *args: None)  # stored, not built
     for count, tier in ((5, "fast"), (10, "fast"), (10, "standard"), (50, "standard")):
         profile_id = add(client, ["aGVsbG8="] * count, training_tier=tier)
         assert client.get(f"/v1/phota/profiles/{profile_id}/status", headers=A).json()["status"] == "VALIDATING"
@@ -253,9 +258,10 @@ def test_profile_with_some_unusable_references_is_ready_and_says_which(client: T
     assert body["message"] == "Built from 4 of 5 references; #5 shows someone else"
 
 
-def test_profile_not_ready_is_400_in_enhance_and_picture(client: TestClient) -> None:
+def test_profile_not_ready_is_400_in_enhance_and_picture(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     store: ProfileStore = client.app.state.profiles.store  # type: ignore[attr-defined]
     account_id = client.app.state.accounts.authenticate(KEY_A).id  # type: ignore[attr-defined]
+    monkeypatch.setattr(store, "claim_next", lambda *args: None)  # this service builds nothing meanwhile
     record = store.create(account_id, ["aGVsbG8="] * 5, training_tier="fast", tag=None, now=dt.datetime.now(dt.UTC))
     image = b64(augment("obama3", np.random.default_rng(8), (90, 110)))
     for fields in ({"profile_ids": [record.id]}, {"prompt": f"brighter [[{record.id}]]"}):
@@ -265,7 +271,9 @@ def test_profile_not_ready_is_400_in_enhance_and_picture(client: TestClient) -> 
         assert "VALIDATING" in response.json()["detail"]
     picture = client.get(f"/v1/phota/profiles/{record.id}/profile_picture", headers=A)
     assert picture.status_code == 400 and picture.json()["code"] == "PROFILE_NOT_READY"
-    store.finish(record.id, dt.datetime.now(dt.UTC), message="broken")
+    # Another process builds it, and fails.
+    assert ProfileStore.claim_next(store, "elsewhere/1/x", dt.datetime.now(dt.UTC), 600).id == record.id  # type: ignore[union-attr]
+    store.finish(record.id, dt.datetime.now(dt.UTC), owner="elsewhere/1/x", message="broken")
     response = client.post("/v1/phota/enhance", headers=A, json={"image": image, "profile_ids": [record.id]})
     assert response.status_code == 400 and "ERROR" in response.json()["detail"]
 
@@ -292,12 +300,16 @@ def test_unfinished_profile_is_built_after_a_restart(tmp_path: Path, weights_dir
     settings = make_settings(tmp_path, weights_dir)
     with TestClient(create_app(settings)) as first:
         account_id = first.app.state.accounts.authenticate(KEY_A).id  # type: ignore[attr-defined]
-    # What a crash mid-build leaves: the row IN_PROGRESS and its references on disk.
+    # What a crash mid-build leaves: the row IN_PROGRESS under the lease of a process of this host that
+    # no longer runs, and its references on disk. The restarted service takes it over at once.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_owner = f"{socket.gethostname()[:40]}/{int(dead.stdout)}/dead"
     database = create_database(None, tmp_path)
     store = ProfileStore(database, tmp_path / "profiles")
     now = dt.datetime.now(dt.UTC)
     record = store.create(account_id, references(["hopper"] * 5, seed=10), training_tier="fast", tag=None, now=now)
-    assert store.set_status(record.id, "IN_PROGRESS", now)
+    assert store.claim_next(dead_owner, now, 3600).id == record.id  # type: ignore[union-attr]
+    assert store.set_status(record.id, "IN_PROGRESS", now, owner=dead_owner)
     database.dispose()
     with TestClient(create_app(settings)) as second:
         body = wait_finished(second, record.id, A)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import stat
 import threading
 from pathlib import Path
 
@@ -122,12 +121,13 @@ def test_settings_read_the_environment_when_built(monkeypatch: pytest.MonkeyPatc
     assert settings.allow_private_urls is True
 
 
-def test_dev_key_is_created_once_private_and_reused(tmp_path: Path) -> None:
-    key, created = load_or_create_dev_key(tmp_path)
-    again, created_again = load_or_create_dev_key(tmp_path)
+def test_dev_key_is_created_once_in_the_database_and_reused(tmp_path: Path) -> None:
+    engine = create_database(None, tmp_path)
+    key, created = load_or_create_dev_key(engine, tmp_path)
+    again, created_again = load_or_create_dev_key(engine, tmp_path / "another-replica")
     assert created and not created_again
-    assert key == again and len(key) > 20
-    assert stat.S_IMODE((tmp_path / "dev-api-key").stat().st_mode) == 0o600
+    assert key == again and key.startswith("dev_") and len(key) > 20
+    assert not (tmp_path / "dev-api-key").exists()  # no file: every process on the database shares it
 
 
 def test_accounts_store_only_key_hashes_and_are_stable(tmp_path: Path) -> None:

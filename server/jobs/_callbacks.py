@@ -9,6 +9,10 @@ limit) is retried after ``callback_retry_base_s``, doubled after each failure up
 (a 3xx is a failure). Delivery is at least once: a crash between a POST and its bookkeeping sends it
 again, with the same body, signature and ``X-Phota-Job-Id``, so receivers drop repeats by job id.
 
+Several processes on one database share the deliveries: each due callback is claimed under a lease
+(:meth:`JobStore.claim_due_callback`, ``callback_timeout_s + job_lease_s``), so one process POSTs it;
+when that process dies, the lease runs out and another sends it.
+
 Addresses follow the image-URL rules of :mod:`server.outbound` (the same module fetches images): the
 host is resolved once per connection and the connection goes to the vetted address itself (no DNS
 rebinding); TLS still checks the certificate against the host name.
@@ -135,10 +139,11 @@ def _failure_reason(exc: BaseException, timeout_s: float) -> str:
 class CallbackDispatcher:
     """Delivers due callbacks in the background, ``callback_concurrency`` at a time; never blocks jobs."""
 
-    def __init__(self, store: JobStore, files: JobFiles, settings: Settings) -> None:
+    def __init__(self, store: JobStore, files: JobFiles, settings: Settings, *, owner: str = "") -> None:
         self._store = store
         self._files = files
         self._settings = settings
+        self._owner = owner
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
         self._deliveries: set[asyncio.Task[None]] = set()
@@ -174,16 +179,22 @@ class CallbackDispatcher:
         free = self._settings.callback_concurrency - len(self._in_flight)
         if free <= 0:
             return None  # no free slot: a finished delivery wakes the loop
-        now = dt.datetime.now(dt.UTC)
-        due = await anyio.to_thread.run_sync(self._store.due_callbacks, now, free, set(self._in_flight))
-        for record in due:
+        lease_s = self._settings.callback_timeout_s + self._settings.job_lease_s
+        for _ in range(free):
+            now = dt.datetime.now(dt.UTC)
+            record = await anyio.to_thread.run_sync(self._store.claim_due_callback, self._owner, now, lease_s)
+            if record is None:
+                break
             self._start(record)
         if len(self._in_flight) >= self._settings.callback_concurrency:
             return None
-        next_due = await anyio.to_thread.run_sync(self._store.next_callback_due, set(self._in_flight))
+        # Other processes' jobs end too, without waking this loop: look again at least this often.
+        poll_s = self._settings.job_poll_interval_s
+        now = dt.datetime.now(dt.UTC)
+        next_due = await anyio.to_thread.run_sync(self._store.next_callback_due, now)
         if next_due is None:
-            return None  # nothing pending: a job that ends wakes the loop
-        return max(0.01, (next_due - dt.datetime.now(dt.UTC)).total_seconds())
+            return poll_s
+        return min(poll_s, max(0.01, (next_due - dt.datetime.now(dt.UTC)).total_seconds()))
 
     def _start(self, record: CallbackRecord) -> None:
         self._in_flight.add(record.job_id)
@@ -232,12 +243,14 @@ class CallbackDispatcher:
         retry_at = None
         if error is not None and attempt < settings.callback_max_attempts:
             retry_at = now + dt.timedelta(seconds=self.retry_delay_s(attempt))
-        await anyio.to_thread.run_sync(
+        recorded = await anyio.to_thread.run_sync(
             lambda: store.record_callback_attempt(
-                job.id, delivered=error is None, now=now, error=error, retry_at=retry_at
+                job.id, owner=self._owner, delivered=error is None, now=now, error=error, retry_at=retry_at
             )
         )
-        if error is None:
+        if not recorded:
+            logger.warning("job %s: callback attempt %d ended after its lease ran out; not counted", job.id, attempt)
+        elif error is None:
             logger.info("job %s: callback delivered (attempt %d)", job.id, attempt)
         elif retry_at is not None:
             logger.info("job %s: callback attempt %d failed (%s); retrying at %s", job.id, attempt, error, retry_at)

@@ -7,13 +7,18 @@ Life of a job:
    decoded, so a bad input fails at once with the same 400 a synchronous call gives. The image's bytes
    are written (fsynced) to ``<data_dir>/jobs/<job_id>/source`` and the job row is committed as QUEUED;
    only then is the 202 sent. A job never needs its image URL again.
-2. **Run**: ``max_concurrent_jobs`` runners take queued jobs in submission order, mark them RUNNING
-   (counting the attempt) and run the same code path as a synchronous request, through the shared
-   worker (so jobs and synchronous requests share the device's slots). The result (or the error a
-   synchronous call would have answered) ends the job in one transaction with its callback queued.
-3. **Restart**: on start, RUNNING jobs (their process died mid-run) go back to QUEUED and every QUEUED
-   job is queued again, oldest first. A job started more than ``job_max_attempts`` times FAILs instead
-   of running again, so an input that kills the process cannot loop forever.
+2. **Run**: ``max_concurrent_jobs`` runners per process claim jobs from the database
+   (:meth:`JobStore.claim_next`: the account served least recently first, then the oldest job; one
+   process per job, whatever the number of processes on the database), mark them RUNNING under this
+   process's lease (counting the attempt) and run the same code path as a synchronous request, through
+   the shared worker (so jobs and synchronous requests share the device's slots). A heartbeat renews
+   the leases every third of ``job_lease_s``. The result (or the error a synchronous call would have
+   answered) ends the job, only if this process still holds it, in one transaction with its callback
+   queued.
+3. **Take-over**: a job whose process died keeps its lease until it runs out (at once when the dead
+   process ran on this host: a restart resumes immediately), then any process claims it again. A job
+   started more than ``job_max_attempts`` times FAILs instead of running again, so an input that kills
+   the process cannot loop forever.
 4. **Expiry**: a finished job, its files and its callback are deleted ``url_ttl_s`` after it ends (the
    lifetime of its download URLs); then its id answers 404 and its ``client_request_id`` is free again.
 """
@@ -21,6 +26,7 @@ Life of a job:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -40,6 +46,7 @@ from server.service import load_source, parameters_header, resolve_candidates, r
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
+from server.storage.leases import process_owner_id
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)
@@ -83,53 +90,70 @@ class JobService:
         self._outputs = outputs
         self._settings = settings
         self._clock = clock
-        self.dispatcher = CallbackDispatcher(store, files, settings)
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._pending = 0  # jobs queued or running in this process: what job_queue_size bounds
-        self._tasks: list[asyncio.Task[None]] = []  # the runners first, then the dispatcher and the sweeper
+        self.owner = process_owner_id()  # this process's name on the leases it holds
+        self.dispatcher = CallbackDispatcher(store, files, settings, owner=self.owner)
+        self._wake = asyncio.Event()  # a job was submitted here: runners look at once
+        self._pending = 0  # unfinished jobs in the database, as of the last look (metrics)
+        self._reserved = 0  # submits of this process between their queue check and their commit
+        self._tasks: list[asyncio.Task[None]] = []  # the runners first, then the background tasks
         self._runner_count = 0
         self._busy: set[asyncio.Task[Any]] = set()  # runners in the middle of a job
+        self._held: set[str] = set()  # ids of the jobs this process runs (their leases are renewed)
         self._stopping = False
 
     @property
     def pending(self) -> int:
-        """Jobs accepted and not finished (queued or running)."""
+        """Jobs accepted and not finished (queued or running) on the whole database, as of the last
+        heartbeat or submit."""
         return self._pending
 
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume unfinished jobs and start the runners, the callback dispatcher and the sweeper."""
-        requeued = await anyio.to_thread.run_sync(self.store.requeue_interrupted)
-        queued = await anyio.to_thread.run_sync(self.store.queued_ids)
-        for job_id in queued:
-            self._queue.put_nowait(job_id)
-        self._pending = len(queued)
-        if queued:
-            logger.info("resuming %d unfinished jobs (%d were interrupted mid-run)", len(queued), requeued)
+        """Free the leases of dead processes of this host, then start the runners, the heartbeat, the
+        callback dispatcher and the sweeper."""
+        now = self._clock()
+        freed = await anyio.to_thread.run_sync(self.store.expire_leases_of_dead_processes, self.owner, now)
+        self._pending = await anyio.to_thread.run_sync(self.store.count_unfinished)
+        if self._pending:
+            logger.info(
+                "%d unfinished jobs in the database (%d leases of dead processes of this host ended)",
+                self._pending,
+                freed,
+            )
         self._runner_count = self._settings.max_concurrent_jobs
         self._tasks = [asyncio.create_task(self._run_jobs(), name=f"job runner {i}") for i in range(self._runner_count)]
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="callback dispatcher"))
+        self._tasks.append(asyncio.create_task(self._heartbeat(), name="job heartbeat"))
         self._tasks.append(asyncio.create_task(self._sweep_periodically(), name="job sweeper"))
 
     async def stop(self) -> None:
         """Stop taking jobs, give running ones ``job_shutdown_grace_s`` to finish, then cancel every
-        background task. A job cut short stays RUNNING in the database and runs again on the next start;
-        a callback cut short stays PENDING and is sent again."""
+        background task. A job cut short goes back to QUEUED (its attempt counted) for any process to
+        run; a callback cut short stays PENDING and is sent again."""
         self._stopping = True
         runners, others = self._tasks[: self._runner_count], self._tasks[self._runner_count :]
         idle = [task for task in runners if task not in self._busy]
         busy = [task for task in runners if task in self._busy]
-        for task in idle + others:
+        # The heartbeat keeps the running jobs' leases through the grace period.
+        heartbeat = [task for task in others if task.get_name() == "job heartbeat"]
+        for task in idle + [task for task in others if task not in heartbeat]:
             task.cancel()
+        cut_short: list[str] = []
         if busy:
             _, unfinished = await asyncio.wait(busy, timeout=self._settings.job_shutdown_grace_s)
+            cut_short = list(self._held)  # read before the cancelled runners forget their jobs
             for task in unfinished:
-                logger.warning("stopping with a job still running: it will run again on the next start")
+                logger.warning("stopping with a job still running: it goes back to the queue")
                 task.cancel()
+        for task in heartbeat:
+            task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks = []
+        if cut_short:
+            released = await anyio.to_thread.run_sync(self.store.release, self.owner, cut_short)
+            logger.info("handed %d unfinished jobs back to the queue", released)
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -146,19 +170,19 @@ class JobService:
             existing = await self._find_by_client_request(account, body.client_request_id)
             if existing is not None:
                 return existing
-        if self._pending >= self._settings.job_queue_size:
-            raise OverloadedError(f"The job queue is full ({self._settings.job_queue_size} jobs); retry later.")
-        self._pending += 1  # reserved before the first await, so concurrent submits cannot overshoot
-        created = False
+        self._reserved += 1  # before the first await, so this process's concurrent submits cannot overshoot
         try:
+            self._pending = await anyio.to_thread.run_sync(self.store.count_unfinished)
+            if self._pending + self._reserved > self._settings.job_queue_size:
+                raise OverloadedError(f"The job queue is full ({self._settings.job_queue_size} jobs); retry later.")
             record, created = await self._store_new(
                 body, account, base_url=base_url, today=today, request_id=request_id
             )
         finally:
-            if not created:
-                self._pending -= 1
+            self._reserved -= 1
         if created:
-            self._queue.put_nowait(record.id)
+            self._pending += 1
+            self._wake.set()
             logger.info("job %s: accepted for %s (request %s)", record.id, account.id, request_id)
         return record
 
@@ -220,26 +244,56 @@ class JobService:
     # --- running ----------------------------------------------------------------------------------
 
     async def _run_jobs(self) -> None:
-        """One runner: take queued job ids until the service stops."""
+        """One runner: claim jobs from the database and run them until the service stops."""
         runner = asyncio.current_task()
         assert runner is not None
+        settings = self._settings
         while not self._stopping:
-            job_id = await self._queue.get()
-            self._busy.add(runner)
+            self._wake.clear()
             try:
-                await self._run_job(job_id)
+                job = await anyio.to_thread.run_sync(
+                    lambda: self.store.claim_next(self.owner, self._clock(), settings.job_lease_s)
+                )
+            except Exception:
+                logger.exception("claiming a job failed; trying again shortly")
+                job = None
+            if job is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), settings.job_poll_interval_s)
+                continue
+            self._busy.add(runner)
+            self._held.add(job.id)
+            try:
+                await self._run_job(job)
             except Exception:
                 # Only storage failures get here (the job's own failures end the job); the job stays
-                # unfinished in the database and is resumed on the next start.
-                logger.exception("job %s: could not be run", job_id)
+                # RUNNING under this process's lease, which runs out, and any process runs it again.
+                logger.exception("job %s: could not be run", job.id)
             finally:
+                self._held.discard(job.id)
                 self._busy.discard(runner)
-                self._pending -= 1
 
-    async def _run_job(self, job_id: str) -> None:
-        job = await anyio.to_thread.run_sync(self.store.claim, job_id, self._clock())
-        if job is None:
-            return  # not QUEUED any more
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the jobs this process runs, every third of ``job_lease_s``; refresh the
+        count of unfinished jobs."""
+        settings = self._settings
+        while True:
+            await asyncio.sleep(settings.job_lease_s / 3)
+            try:
+                held = list(self._held)
+                kept = await anyio.to_thread.run_sync(
+                    self.store.renew_leases, self.owner, held, self._clock(), settings.job_lease_s
+                )
+                for job_id in set(held) - kept:
+                    if job_id in self._held:  # still running here, yet no longer ours
+                        logger.warning(
+                            "job %s: lease lost to another process; this run's outcome will be dropped", job_id
+                        )
+                self._pending = await anyio.to_thread.run_sync(self.store.count_unfinished)
+            except Exception:
+                logger.exception("renewing job leases failed; trying again")
+
+    async def _run_job(self, job: JobRecord) -> None:
         if job.attempts > self._settings.job_max_attempts:
             detail = (
                 f"The job was interrupted {job.attempts - 1} times (the service stopped while running it) "
@@ -282,14 +336,22 @@ class JobService:
     async def _finish(
         self, job: JobRecord, *, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
     ) -> None:
+        self._held.discard(job.id)  # ending it: the heartbeat leaves it alone from now on
         finished = await anyio.to_thread.run_sync(
             lambda: self.store.finish(
-                job.id, job.attempts, now=self._clock(), ttl_s=self._settings.url_ttl_s, result=result, error=error
+                job.id,
+                job.attempts,
+                owner=self.owner,
+                now=self._clock(),
+                ttl_s=self._settings.url_ttl_s,
+                result=result,
+                error=error,
             )
         )
         if finished is None:
             logger.warning("job %s: attempt %d ended after the job had moved on; outcome dropped", job.id, job.attempts)
             return
+        self._pending = max(0, self._pending - 1)
         await anyio.to_thread.run_sync(self.files.remove_source, job.id)
         if finished.callback_url:
             self.dispatcher.wake()

@@ -12,9 +12,11 @@ Life of a profile:
    person present across them and rejects outliers.
 5. **READY** (embeddings and a profile picture stored) or **ERROR** with a message saying why.
 
-On start, every profile still VALIDATING, QUEUING or IN_PROGRESS (the service stopped mid-build) is
-built again from the beginning; a profile started more than ``MAX_ATTEMPTS`` times ends in ERROR so
-that an input that kills the process cannot loop forever.
+Builds are claimed from the database (:meth:`ProfileStore.claim_next`) under a lease that a heartbeat
+renews, so any number of processes on one database share them and each profile is built by one. A
+profile whose builder died (the service stopped mid-build) is claimed again when the lease runs out
+(at once when the dead process ran on this host) and built from the beginning; a profile started more
+than ``MAX_ATTEMPTS`` times ends in ERROR so that an input that kills the process cannot loop forever.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ from server.outbound import FetchPolicy
 from server.profiles._schemas import AddProfileRequest
 from server.settings import Settings
 from server.storage import Account
-from server.storage.profiles import ProfileRecord, ProfileStore
+from server.storage.leases import process_owner_id
+from server.storage.profiles import ProfileRecord, ProfileStatus, ProfileStore
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)
@@ -80,34 +83,47 @@ class ProfileService:
         self._lane = worker.background_lane()
         self._settings = settings
         self._clock = clock
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self.owner = process_owner_id()  # this process's name on the leases it holds
+        self._wake = asyncio.Event()  # a profile was added here: claim at once
+        self._tasks: list[asyncio.Task[None]] = []
+        self._held: set[str] = set()  # profiles this process builds (their leases are renewed)
         self._validating = asyncio.Semaphore(VALIDATION_CONCURRENCY)
         self._computing = asyncio.Lock()
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Queue every unfinished profile again (oldest first), sweep leftovers, start the builder."""
+        """Sweep leftovers, free the leases of dead processes of this host, start the builder and its
+        heartbeat."""
         for name in await anyio.to_thread.run_sync(self.store.leftover_directories):
             await anyio.to_thread.run_sync(self.store.remove_directory, name)
-        unfinished = await anyio.to_thread.run_sync(self.store.unfinished) if self._models is not None else []
-        for record in unfinished:
-            logger.info("profile %s was %s when the service stopped: building it again", record.id, record.status)
-            self._queue.put_nowait(record.id)
-        self._task = asyncio.create_task(self._run(), name="profile-builder")
+        await anyio.to_thread.run_sync(self.store.expire_leases_of_dead_processes, self.owner, self._clock())
+        if self._models is None:  # identity off: no builds here (add refuses); processes with it build them
+            return
+        self._tasks = [
+            asyncio.create_task(self._run(), name="profile-builder"),
+            asyncio.create_task(self._heartbeat(), name="profile-heartbeat"),
+        ]
 
     async def stop(self) -> None:
-        """Cancel the builder; an interrupted build stays unfinished and is redone on the next start."""
-        if self._task is not None:
-            self._task.cancel()
+        """Cancel the builder; an interrupted build stays unfinished, its lease handed back, and is built
+        again by the next process that claims it."""
+        cut_short = list(self._held)  # read before the cancelled builds forget their profiles
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+        if cut_short:
+            await anyio.to_thread.run_sync(self.store.release, self.owner, cut_short)
 
     async def idle(self) -> None:
-        """Wait until every queued build has ended (tests)."""
-        await self._queue.join()
+        """Wait until no profile is unfinished in the database (tests)."""
+        while True:
+            if not self._held and not await anyio.to_thread.run_sync(self.store.unfinished):
+                return
+            await asyncio.sleep(0.05)
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -120,7 +136,7 @@ class ProfileService:
             )
         )
         logger.info("profile %s: accepted with %d references", record.id, record.reference_count)
-        self._queue.put_nowait(record.id)
+        self._wake.set()
         return record
 
     async def get(self, account: Account, profile_id: str) -> ProfileRecord:
@@ -147,13 +163,28 @@ class ProfileService:
     # --- building -----------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        """Start a build per queued profile: validations overlap (``VALIDATION_CONCURRENCY`` at a time),
-        the face work runs one profile at a time."""
+        """Claim and build profiles: validations overlap (``VALIDATION_CONCURRENCY`` at a time), the
+        face work runs one profile at a time."""
         builds: set[asyncio.Task[None]] = set()
+        settings = self._settings
         try:
             while True:
-                profile_id = await self._queue.get()
-                task = asyncio.create_task(self._build_one(profile_id), name=f"profile-{profile_id}")
+                await self._validating.acquire()
+                self._wake.clear()
+                try:
+                    record = await anyio.to_thread.run_sync(
+                        lambda: self.store.claim_next(self.owner, self._clock(), settings.job_lease_s)
+                    )
+                except Exception:
+                    logger.exception("claiming a profile build failed; trying again shortly")
+                    record = None
+                if record is None:
+                    self._validating.release()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), settings.job_poll_interval_s)
+                    continue
+                self._held.add(record.id)
+                task = asyncio.create_task(self._build_one(record), name=f"profile-{record.id}")
                 builds.add(task)
                 task.add_done_callback(builds.discard)
         finally:
@@ -162,38 +193,64 @@ class ProfileService:
             if builds:
                 await asyncio.wait(builds)
 
-    async def _build_one(self, profile_id: str) -> None:
+    async def _heartbeat(self) -> None:
+        """Renew the leases of the profiles this process builds, every third of ``job_lease_s``."""
+        lease_s = self._settings.job_lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            try:
+                held = list(self._held)
+                await anyio.to_thread.run_sync(self.store.renew_leases, self.owner, held, self._clock(), lease_s)
+            except Exception:
+                logger.exception("renewing profile leases failed; trying again")
+
+    async def _build_one(self, record: ProfileRecord) -> None:
+        slot_held = True
+
+        def release_slot() -> None:
+            nonlocal slot_held
+            if slot_held:
+                slot_held = False
+                self._validating.release()
+
         try:
-            await self._build(profile_id)
+            await self._build(record, release_slot)
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("profile %s: unexpected failure while building", profile_id)
+            logger.exception("profile %s: unexpected failure while building", record.id)
             message = "Internal error while building the profile; add it again."
-            await anyio.to_thread.run_sync(self._fail, profile_id, message)
+            await anyio.to_thread.run_sync(self._fail, record.id, message)
         finally:
-            self._queue.task_done()
+            release_slot()
+            self._held.discard(record.id)
 
-    async def _build(self, profile_id: str) -> None:
-        async with self._validating:
-            record = await anyio.to_thread.run_sync(self.store.start_attempt, profile_id, self._clock())
-            if record is None:
-                return  # deleted, or already finished
-            if record.attempts > MAX_ATTEMPTS:
-                message = f"The build was interrupted {record.attempts - 1} times (the service stopped); add it again."
-                await anyio.to_thread.run_sync(self._fail, profile_id, message)
-                return
-            references = await anyio.to_thread.run_sync(self.store.references, profile_id)
-            if references is None:
-                return
-            problems = await anyio.to_thread.run_sync(self._validate_references, profile_id, references)
-        if not await anyio.to_thread.run_sync(self.store.set_status, profile_id, "QUEUING", self._clock()):
+    async def _build(self, record: ProfileRecord, release_slot: Callable[[], None]) -> None:
+        """Build the claimed profile; ``release_slot`` hands the validation slot back once validation ends."""
+        profile_id = record.id
+        if record.attempts > MAX_ATTEMPTS:
+            message = f"The build was interrupted {record.attempts - 1} times (the service stopped); add it again."
+            logger.warning("profile %s: %s", profile_id, message)
+            await anyio.to_thread.run_sync(self._fail, profile_id, message)
+            return
+        references = await anyio.to_thread.run_sync(self.store.references, profile_id)
+        if references is None:
+            return
+        problems = await anyio.to_thread.run_sync(self._validate_references, profile_id, references)
+        release_slot()
+        if not await anyio.to_thread.run_sync(self._set_status, profile_id, "QUEUING"):
             return
         async with self._computing:
             await self._lane.run(self._compute, profile_id, problems)
 
+    def _set_status(self, profile_id: str, status: ProfileStatus) -> bool:
+        if self.store.set_status(profile_id, status, self._clock(), owner=self.owner):
+            return True
+        logger.warning("profile %s: deleted, or its lease lost to another process; this build stops", profile_id)
+        return False
+
     def _fail(self, profile_id: str, message: str) -> None:
-        self.store.finish(profile_id, self._clock(), message=message)
+        self.store.finish(profile_id, self._clock(), owner=self.owner, message=message)
 
     def _validate_references(self, profile_id: str, references: list[str]) -> list[str | None]:
         """VALIDATING: fetch or decode every reference (same decoder and URL limits as enhance), keep
@@ -233,7 +290,7 @@ class ProfileService:
         models = self._models
         if models is None:  # never queued with the identity feature off (add refuses, start skips)
             raise FeatureUnavailableError(IDENTITY_OFF)
-        if not self.store.set_status(profile_id, "IN_PROGRESS", self._clock()):
+        if not self._set_status(profile_id, "IN_PROGRESS"):
             return
         images = [
             problem if problem is not None else self._decoded_reference(profile_id, index)
@@ -250,7 +307,7 @@ class ProfileService:
             built = build_profile(references)
         except ProfileBuildError as error:
             logger.info("profile %s: ERROR: %s", profile_id, error)
-            self.store.finish(profile_id, self._clock(), message=str(error))
+            self.store.finish(profile_id, self._clock(), owner=self.owner, message=str(error))
             return
         ref_index, face_index = built.picture_member
         image = images[ref_index]
@@ -262,5 +319,9 @@ class ProfileService:
             message = f"Built from {len(built.members)} of {len(images)} references; " + "; ".join(
                 f"#{index + 1} {reason}" for index, reason in sorted(built.left_out.items())
             )
-        self.store.finish(profile_id, self._clock(), embeddings=built.embeddings, picture=jpeg, message=message)
+        if not self.store.finish(
+            profile_id, self._clock(), owner=self.owner, embeddings=built.embeddings, picture=jpeg, message=message
+        ):
+            logger.warning("profile %s: deleted, or its lease lost to another process; result dropped", profile_id)
+            return
         logger.info("profile %s: READY from %d of %d references", profile_id, len(built.members), len(images))

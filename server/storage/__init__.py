@@ -14,10 +14,13 @@ from server.storage.accounts import (
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
+from server.storage.leases import process_owner_id
 from server.storage.limits import AccountLimits, RateDecision, SlotLease
 from server.storage.profiles import ProfileRecord, ProfileStore
+from server.storage.secrets import URL_SIGNING_SECRET, ServiceSecrets
 
 __all__ = [
+    "URL_SIGNING_SECRET",
     "Account",
     "AccountLimits",
     "AccountRegistry",
@@ -32,6 +35,7 @@ __all__ = [
     "ProfileRecord",
     "ProfileStore",
     "RateDecision",
+    "ServiceSecrets",
     "SignedFile",
     "SlotLease",
     "UnknownAccountError",
@@ -39,4 +43,5 @@ __all__ = [
     "create_database",
     "hash_api_key",
     "load_or_create_dev_key",
+    "process_owner_id",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import secrets
 import threading
 import time
@@ -23,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.storage.database import Base
+from server.storage.secrets import DEVELOPMENT_API_KEY, ServiceSecrets
 
 logger = logging.getLogger(__name__)
 
@@ -231,14 +231,10 @@ class KeyAdmin:
             return True
 
 
-def load_or_create_dev_key(data_dir: Path) -> tuple[str, bool]:
-    """The development key kept in ``data_dir`` (created on first call). Returns (key, created)."""
-    path = data_dir / DEV_KEY_FILE
-    if path.exists():
-        return path.read_text().strip(), False
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = "dev_" + secrets.token_urlsafe(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    return key, True
+def load_or_create_dev_key(engine: Engine, data_dir: Path) -> tuple[str, bool]:
+    """The development key, kept in the database so every process on it accepts the same key (created
+    on first call; a ``dev-api-key`` file of the first release in ``data_dir`` is taken over once).
+    Returns (key, created)."""
+    return ServiceSecrets(engine).get_or_create(
+        DEVELOPMENT_API_KEY, lambda: "dev_" + secrets.token_urlsafe(24), legacy_file=data_dir / DEV_KEY_FILE
+    )

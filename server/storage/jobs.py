@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     Date,
     DateTime,
     Dialect,
@@ -33,15 +34,20 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     delete,
     func,
+    or_,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.storage.database import Base
+from server.storage.leases import dead_local_owner, lease_free, lease_held, skip_locked
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +100,19 @@ class JobRow(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    # The process running the job and until when its lease holds (server/storage/leases.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class JobTurnRow(Base):
+    """When each account last had a job claimed: claims prefer the account served least recently, so
+    one account's burst of jobs never starves another's."""
+
+    __tablename__ = "job_turns"
+
+    account_id: Mapped[str] = mapped_column(String(32), ForeignKey("accounts.id"), primary_key=True)
+    last_claimed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class JobCallbackRow(Base):
@@ -108,6 +127,8 @@ class JobCallbackRow(Base):
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class WebhookSecretRow(Base):
@@ -187,6 +208,16 @@ class CallbackRecord:
     next_attempt_at: dt.datetime
 
 
+def _callback_record(row: JobCallbackRow) -> CallbackRecord:
+    return CallbackRecord(
+        job_id=row.job_id,
+        url=row.url,
+        status=row.status,  # type: ignore[arg-type]
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+    )
+
+
 def client_request_key(client_request_id: str) -> str:
     """The stored form of a ``client_request_id``: its SHA-256, so any length fits one column."""
     return hashlib.sha256(client_request_id.encode()).hexdigest()
@@ -262,37 +293,109 @@ class JobStore:
         with Session(self._engine) as session:
             return int(session.scalar(select(func.count()).where(JobRow.status.in_(UNFINISHED))) or 0)
 
-    def requeue_interrupted(self) -> int:
-        """Put every RUNNING job back to QUEUED (called on start: nothing runs yet, so RUNNING means the
-        previous process stopped mid-run). Returns how many."""
+    def _claimable(self, now: dt.datetime) -> ColumnElement[bool]:
+        """QUEUED jobs, and RUNNING jobs whose process's lease ran out (it died or stalled)."""
+        return or_(
+            JobRow.status == "QUEUED",
+            and_(JobRow.status == "RUNNING", lease_free(JobRow.lease_owner, JobRow.lease_expires_at, now)),
+        )
+
+    def claim_next(self, owner: str, now: dt.datetime, lease_s: float) -> JobRecord | None:
+        """Claim the next job for ``owner``: RUNNING, one more attempt counted, leased until
+        ``now + lease_s``. The job comes from the account whose last claim is oldest (accounts never
+        served first), and within it the oldest job. None when nothing is claimable. Safe to call from
+        any number of processes at once: each job goes to one caller."""
+        candidate = (
+            select(JobRow.id)
+            .outerjoin(JobTurnRow, JobTurnRow.account_id == JobRow.account_id)
+            .where(self._claimable(now))
+            .order_by(JobTurnRow.last_claimed_at.asc().nulls_first(), JobRow.created_at, JobRow.id)
+            .limit(1)
+        )
+        candidate = skip_locked(candidate, self._engine.dialect.name, JobRow)
         with Session(self._engine) as session, session.begin():
-            result = session.execute(update(JobRow).where(JobRow.status == "RUNNING").values(status="QUEUED"))
+            job_id = session.scalar(
+                update(JobRow)
+                .where(JobRow.id == candidate.scalar_subquery(), self._claimable(now))
+                .values(
+                    status="RUNNING",
+                    attempts=JobRow.attempts + 1,
+                    started_at=now,
+                    lease_owner=owner,
+                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                )
+                .returning(JobRow.id)
+            )
+            if job_id is None:
+                return None
+            row = session.get(JobRow, job_id)
+            assert row is not None
+            self._record_turn(session, row.account_id, now)
+            return JobRecord.of(row)
+
+    def _record_turn(self, session: Session, account_id: str, now: dt.datetime) -> None:
+        insert = postgresql_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        session.execute(
+            insert(JobTurnRow)
+            .values(account_id=account_id, last_claimed_at=now)
+            .on_conflict_do_update(index_elements=[JobTurnRow.account_id], set_={"last_claimed_at": now})
+        )
+
+    def renew_leases(self, owner: str, job_ids: list[str], now: dt.datetime, lease_s: float) -> set[str]:
+        """The heartbeat: extend ``owner``'s leases on ``job_ids`` (those still RUNNING under it) to
+        ``now + lease_s``; returns the ids still held."""
+        if not job_ids:
+            return set()
+        with Session(self._engine) as session, session.begin():
+            held = session.scalars(
+                update(JobRow)
+                .where(JobRow.id.in_(job_ids), JobRow.status == "RUNNING", lease_held(JobRow.lease_owner, owner))
+                .values(lease_expires_at=now + dt.timedelta(seconds=lease_s))
+                .returning(JobRow.id)
+            )
+            return set(held)
+
+    def release(self, owner: str, job_ids: list[str]) -> int:
+        """Give ``owner``'s RUNNING jobs among ``job_ids`` back to the queue (a process stopping with jobs
+        cut short); their attempt stays counted. Returns how many."""
+        if not job_ids:
+            return 0
+        with Session(self._engine) as session, session.begin():
+            result = session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(job_ids), JobRow.status == "RUNNING", lease_held(JobRow.lease_owner, owner))
+                .values(status="QUEUED", lease_owner=None, lease_expires_at=None)
+            )
             return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def expire_leases_of_dead_processes(self, me: str, now: dt.datetime) -> int:
+        """End at once the leases (jobs and callbacks) held by processes of this host that no longer run
+        (``leases.dead_local_owner``), so a restarted service resumes their work without waiting for the
+        leases to run out. Returns how many rows were freed."""
+        freed = 0
+        with Session(self._engine) as session, session.begin():
+            for table in (JobRow, JobCallbackRow):
+                held = select(table.lease_owner).where(table.lease_owner.is_not(None), table.lease_expires_at > now)
+                owners = session.scalars(held.distinct())
+                dead = [owner for owner in owners if owner is not None and dead_local_owner(owner, me)]
+                if dead:
+                    result = session.execute(
+                        update(table).where(table.lease_owner.in_(dead)).values(lease_expires_at=now)
+                    )
+                    freed += int(result.rowcount)  # type: ignore[attr-defined]
+        return freed
 
     def queued_ids(self) -> list[str]:
         """Ids of the QUEUED jobs, oldest first."""
         with Session(self._engine) as session:
             return list(session.scalars(select(JobRow.id).where(JobRow.status == "QUEUED").order_by(JobRow.created_at)))
 
-    def claim(self, job_id: str, now: dt.datetime) -> JobRecord | None:
-        """Move a QUEUED job to RUNNING and count the attempt; None when it is not QUEUED."""
-        with Session(self._engine) as session, session.begin():
-            result = session.execute(
-                update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "QUEUED")
-                .values(status="RUNNING", attempts=JobRow.attempts + 1, started_at=now)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            row = session.get(JobRow, job_id)
-            assert row is not None
-            return JobRecord.of(row)
-
     def finish(
         self,
         job_id: str,
         attempt: int,
         *,
+        owner: str,
         now: dt.datetime,
         ttl_s: int,
         result: dict[str, Any] | None = None,
@@ -300,15 +403,22 @@ class JobStore:
     ) -> JobRecord | None:
         """End the RUNNING job's ``attempt`` with ``result`` (SUCCEEDED) or ``error`` (code, detail: FAILED),
         set its expiry, and, when it has a ``callback_url``, queue its callback: all in one transaction.
-        None when the job is not in that attempt any more (nothing is changed then), so a job never
-        completes twice."""
+        None when the job is not in that attempt under ``owner``'s lease any more (nothing is changed
+        then), so a job never completes twice."""
         status: JobStatus = "FAILED" if error is not None else "SUCCEEDED"
         with Session(self._engine) as session, session.begin():
             changed = session.execute(
                 update(JobRow)
-                .where(JobRow.id == job_id, JobRow.status == "RUNNING", JobRow.attempts == attempt)
+                .where(
+                    JobRow.id == job_id,
+                    JobRow.status == "RUNNING",
+                    JobRow.attempts == attempt,
+                    lease_held(JobRow.lease_owner, owner),
+                )
                 .values(
                     status=status,
+                    lease_owner=None,
+                    lease_expires_at=None,
                     result=result,
                     error_code=error[0] if error else None,
                     error_detail=error[1] if error else None,
@@ -345,45 +455,58 @@ class JobStore:
 
     # --- callbacks --------------------------------------------------------------------------------
 
-    def due_callbacks(self, now: dt.datetime, limit: int, exclude: set[str]) -> list[CallbackRecord]:
-        """Pending callbacks whose next attempt is due, earliest first, except those in ``exclude``."""
-        with Session(self._engine) as session:
-            query = (
-                select(JobCallbackRow)
-                .where(JobCallbackRow.status == "PENDING", JobCallbackRow.next_attempt_at <= now)
-                .order_by(JobCallbackRow.next_attempt_at)
-                .limit(limit + len(exclude))
-            )
-            rows = [row for row in session.scalars(query) if row.job_id not in exclude][:limit]
-            return [
-                CallbackRecord(
-                    job_id=row.job_id,
-                    url=row.url,
-                    status=row.status,  # type: ignore[arg-type]
-                    attempts=row.attempts,
-                    next_attempt_at=row.next_attempt_at,
-                )
-                for row in rows
-            ]
+    def _callback_due(self, now: dt.datetime) -> ColumnElement[bool]:
+        return and_(
+            JobCallbackRow.status == "PENDING",
+            JobCallbackRow.next_attempt_at <= now,
+            lease_free(JobCallbackRow.lease_owner, JobCallbackRow.lease_expires_at, now),
+        )
 
-    def next_callback_due(self, exclude: set[str]) -> dt.datetime | None:
-        """When the earliest pending callback not in ``exclude`` is due, or None when none is pending."""
+    def claim_due_callback(self, owner: str, now: dt.datetime, lease_s: float) -> CallbackRecord | None:
+        """Claim the earliest due pending callback nobody holds, leased to ``owner`` for ``lease_s``;
+        None when none is due. Each due callback goes to one caller, across processes."""
+        candidate = (
+            select(JobCallbackRow.job_id)
+            .where(self._callback_due(now))
+            .order_by(JobCallbackRow.next_attempt_at, JobCallbackRow.job_id)
+            .limit(1)
+        )
+        candidate = skip_locked(candidate, self._engine.dialect.name, JobCallbackRow)
+        with Session(self._engine) as session, session.begin():
+            row = session.scalars(
+                update(JobCallbackRow)
+                .where(JobCallbackRow.job_id == candidate.scalar_subquery(), self._callback_due(now))
+                .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_s))
+                .returning(JobCallbackRow)
+            ).one_or_none()
+            return None if row is None else _callback_record(row)
+
+    def next_callback_due(self, now: dt.datetime) -> dt.datetime | None:
+        """When the earliest pending callback becomes claimable (its due time, or the end of the lease
+        another process holds on it), or None when none is pending."""
         with Session(self._engine) as session:
-            query = select(func.min(JobCallbackRow.next_attempt_at)).where(JobCallbackRow.status == "PENDING")
-            if exclude:
-                query = query.where(JobCallbackRow.job_id.not_in(exclude))
-            value = session.scalar(query)
-            if value is None:
-                return None
-            # An aggregate bypasses the column type on SQLite: normalise the same way.
-            parsed = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
-            return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed
+            rows = session.execute(
+                select(JobCallbackRow.next_attempt_at, JobCallbackRow.lease_expires_at)
+                .where(JobCallbackRow.status == "PENDING")
+                .order_by(JobCallbackRow.next_attempt_at)
+                .limit(100)
+            ).all()
+        times = [max(due, lease) if lease is not None and lease > now else due for due, lease in rows]
+        return min(times) if times else None
 
     def record_callback_attempt(
-        self, job_id: str, *, delivered: bool, now: dt.datetime, error: str | None, retry_at: dt.datetime | None
-    ) -> None:
-        """Count one delivery attempt: DELIVERED, PENDING again at ``retry_at``, or FAILED (given up)
-        when ``retry_at`` is None."""
+        self,
+        job_id: str,
+        *,
+        owner: str,
+        delivered: bool,
+        now: dt.datetime,
+        error: str | None,
+        retry_at: dt.datetime | None,
+    ) -> bool:
+        """Count one delivery attempt of the callback ``owner`` holds: DELIVERED, PENDING again at
+        ``retry_at``, or FAILED (given up) when ``retry_at`` is None; the lease ends. False when the
+        lease was lost meanwhile (another process took the callback over: it counts its own attempt)."""
         if delivered:
             values: dict[str, Any] = {"status": "DELIVERED", "delivered_at": now, "last_error": None}
         elif retry_at is not None:
@@ -391,25 +514,18 @@ class JobStore:
         else:
             values = {"status": "FAILED", "last_error": error}
         with Session(self._engine) as session, session.begin():
-            session.execute(
+            result = session.execute(
                 update(JobCallbackRow)
-                .where(JobCallbackRow.job_id == job_id)
-                .values(attempts=JobCallbackRow.attempts + 1, **values)
+                .where(JobCallbackRow.job_id == job_id, lease_held(JobCallbackRow.lease_owner, owner))
+                .values(attempts=JobCallbackRow.attempts + 1, lease_owner=None, lease_expires_at=None, **values)
             )
+            return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def callback(self, job_id: str) -> CallbackRecord | None:
         """The callback of ``job_id``, if it has one."""
         with Session(self._engine) as session:
             row = session.get(JobCallbackRow, job_id)
-            if row is None:
-                return None
-            return CallbackRecord(
-                job_id=row.job_id,
-                url=row.url,
-                status=row.status,  # type: ignore[arg-type]
-                attempts=row.attempts,
-                next_attempt_at=row.next_attempt_at,
-            )
+            return None if row is None else _callback_record(row)
 
     # --- webhook secrets --------------------------------------------------------------------------
 

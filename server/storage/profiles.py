@@ -23,10 +23,25 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from sqlalchemy import DateTime, Engine, ForeignKey, Integer, LargeBinary, String, Text, delete, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    and_,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
 
 from server.storage.database import Base
+from server.storage.jobs import UTCDateTime
+from server.storage.leases import dead_local_owner, lease_free, lease_held, skip_locked
 
 ProfileStatus = Literal["VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR", "INACTIVE"]
 UNFINISHED: tuple[ProfileStatus, ...] = ("VALIDATING", "QUEUING", "IN_PROGRESS")
@@ -61,6 +76,9 @@ class ProfileRow(Base):
     picture: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The process building the profile and until when its lease holds (server/storage/leases.py).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)
@@ -230,25 +248,93 @@ class ProfileStore:
 
     # --- transitions --------------------------------------------------------------------------------
 
-    def start_attempt(self, profile_id: str, now: dt.datetime) -> ProfileRecord | None:
-        """Back to VALIDATING with one more attempt counted; None when the profile is gone or finished."""
+    def _claimable(self, now: dt.datetime) -> ColumnElement[bool]:
+        return and_(
+            ProfileRow.status.in_(UNFINISHED), lease_free(ProfileRow.lease_owner, ProfileRow.lease_expires_at, now)
+        )
+
+    def claim_next(self, owner: str, now: dt.datetime, lease_s: float) -> ProfileRecord | None:
+        """Claim the oldest unfinished profile nobody holds (new, or its builder's lease ran out) for
+        ``owner``: back to VALIDATING with one more attempt counted, leased until ``now + lease_s``.
+        None when there is none. Each profile goes to one caller, across processes."""
+        candidate = (
+            select(ProfileRow.id).where(self._claimable(now)).order_by(ProfileRow.created_at, ProfileRow.id).limit(1)
+        )
+        candidate = skip_locked(candidate, self._engine.dialect.name, ProfileRow)
         with Session(self._engine) as session, session.begin():
-            changed = session.execute(
+            profile_id = session.scalar(
                 update(ProfileRow)
-                .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
-                .values(status="VALIDATING", attempts=ProfileRow.attempts + 1, updated_at=now)
+                .where(ProfileRow.id == candidate.scalar_subquery(), self._claimable(now))
+                .values(
+                    status="VALIDATING",
+                    attempts=ProfileRow.attempts + 1,
+                    updated_at=now,
+                    lease_owner=owner,
+                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
+                )
+                .returning(ProfileRow.id)
             )
-            if changed.rowcount != 1:  # type: ignore[attr-defined]
+            if profile_id is None:
                 return None
             row = session.get(ProfileRow, profile_id)
             return ProfileRecord.of(row) if row is not None else None
 
-    def set_status(self, profile_id: str, status: ProfileStatus, now: dt.datetime) -> bool:
-        """Move an unfinished profile to another unfinished status; False when it is gone or finished."""
+    def renew_leases(self, owner: str, profile_ids: list[str], now: dt.datetime, lease_s: float) -> set[str]:
+        """The heartbeat: extend ``owner``'s leases on its unfinished ``profile_ids``; the ids still held."""
+        if not profile_ids:
+            return set()
+        with Session(self._engine) as session, session.begin():
+            held = session.scalars(
+                update(ProfileRow)
+                .where(
+                    ProfileRow.id.in_(profile_ids),
+                    ProfileRow.status.in_(UNFINISHED),
+                    lease_held(ProfileRow.lease_owner, owner),
+                )
+                .values(lease_expires_at=now + dt.timedelta(seconds=lease_s))
+                .returning(ProfileRow.id)
+            )
+            return set(held)
+
+    def release(self, owner: str, profile_ids: list[str]) -> int:
+        """End ``owner``'s leases on ``profile_ids`` (a stopping process): another process may build them
+        at once. Returns how many."""
+        if not profile_ids:
+            return 0
+        with Session(self._engine) as session, session.begin():
+            result = session.execute(
+                update(ProfileRow)
+                .where(ProfileRow.id.in_(profile_ids), lease_held(ProfileRow.lease_owner, owner))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def expire_leases_of_dead_processes(self, me: str, now: dt.datetime) -> int:
+        """End at once the leases held by processes of this host that no longer run
+        (``leases.dead_local_owner``); returns how many profiles were freed."""
+        with Session(self._engine) as session, session.begin():
+            held = select(ProfileRow.lease_owner).where(
+                ProfileRow.lease_owner.is_not(None), ProfileRow.lease_expires_at > now
+            )
+            dead = [owner for owner in session.scalars(held.distinct()) if owner and dead_local_owner(owner, me)]
+            if not dead:
+                return 0
+            result = session.execute(
+                update(ProfileRow).where(ProfileRow.lease_owner.in_(dead)).values(lease_expires_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def set_status(self, profile_id: str, status: ProfileStatus, now: dt.datetime, *, owner: str) -> bool:
+        """Move a profile ``owner`` is building to another unfinished status; False when it is gone,
+        finished, or no longer held by ``owner``."""
         with Session(self._engine) as session, session.begin():
             changed = session.execute(
                 update(ProfileRow)
-                .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
+                .where(
+                    ProfileRow.id == profile_id,
+                    ProfileRow.status.in_(UNFINISHED),
+                    lease_held(ProfileRow.lease_owner, owner),
+                )
                 .values(status=status, updated_at=now)
             )
             return changed.rowcount == 1  # type: ignore[attr-defined]
@@ -258,14 +344,20 @@ class ProfileStore:
         profile_id: str,
         now: dt.datetime,
         *,
+        owner: str,
         embeddings: np.ndarray | None = None,
         picture: bytes | None = None,
         message: str | None = None,
     ) -> bool:
-        """End a build: READY with ``embeddings`` and ``picture``, or ERROR with ``message`` (when no
-        embeddings are given). The references' directory is removed either way. False when the profile
-        is gone."""
-        values: dict[str, object] = {"updated_at": now, "message": message}
+        """End a build ``owner`` holds: READY with ``embeddings`` and ``picture``, or ERROR with
+        ``message`` (when no embeddings are given); the references' directory is removed. False (and
+        nothing changed) when the profile is gone, finished, or no longer held by ``owner``."""
+        values: dict[str, object] = {
+            "updated_at": now,
+            "message": message,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
         if embeddings is not None:
             values |= {"status": "READY", "embeddings": encode_embeddings(embeddings), "picture": picture}
         else:
@@ -273,11 +365,17 @@ class ProfileStore:
         with Session(self._engine) as session, session.begin():
             changed = session.execute(
                 update(ProfileRow)
-                .where(ProfileRow.id == profile_id, ProfileRow.status.in_(UNFINISHED))
+                .where(
+                    ProfileRow.id == profile_id,
+                    ProfileRow.status.in_(UNFINISHED),
+                    lease_held(ProfileRow.lease_owner, owner),
+                )
                 .values(**values)
             )
+        if changed.rowcount != 1:  # type: ignore[attr-defined]
+            return False
         shutil.rmtree(self.directory(profile_id), ignore_errors=True)
-        return changed.rowcount == 1  # type: ignore[attr-defined]
+        return True
 
     def delete(self, account_id: str, profile_id: str) -> bool:
         """Delete the account's profile, its embeddings, picture and references; False when unknown."""

@@ -1,0 +1,65 @@
+"""Leases: how several service processes on one database share the background work (jobs, callbacks,
+profile builds) so that each piece runs in exactly one process at a time.
+
+A claimed row carries ``lease_owner`` (the claiming process's :func:`process_owner_id`) and
+``lease_expires_at``. The owner renews the lease while it works (a heartbeat); a row whose lease has
+expired is free to claim again, so the work of a process that died is taken over by another. A claim
+is one conditional ``UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING``: on PostgreSQL the inner
+``SELECT`` takes its row ``FOR UPDATE SKIP LOCKED`` (claims running at once pick different rows
+without waiting); on SQLite the statement holds the database's write lock, so it is atomic as well.
+Every write that ends the work is conditional on the lease owner, so late work never lands twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+
+def process_owner_id() -> str:
+    """A lease owner id unique to this process: ``<host>/<pid>/<random>`` (at most 64 characters)."""
+    host = socket.gethostname()[:40]
+    return f"{host}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def dead_local_owner(owner: str, me: str) -> bool:
+    """True when ``owner`` names a process on this host that no longer runs (and is not ``me``): its
+    leases can be taken over at once instead of after they expire. Wrong only on the safe side: a
+    reused pid looks alive, and then the lease just runs out."""
+    host, _, rest = owner.partition("/")
+    pid_text = rest.split("/", 1)[0]
+    if owner == me or host != socket.gethostname()[:40] or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, under another user
+    return False
+
+
+def lease_free(
+    owner_column: InstrumentedAttribute[str | None],
+    expires_column: InstrumentedAttribute[dt.datetime | None],
+    now: dt.datetime,
+) -> ColumnElement[bool]:
+    """Rows nobody holds: never leased, or whose lease has run out."""
+    return or_(owner_column.is_(None), expires_column.is_(None), expires_column <= now)
+
+
+def lease_held(owner_column: InstrumentedAttribute[str | None], owner: str) -> ColumnElement[bool]:
+    return and_(owner_column.is_not(None), owner_column == owner)
+
+
+def skip_locked(query: Select[Any], dialect_name: str, of: object) -> Select[Any]:
+    """``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite has no row locks: its writer lock serialises)."""
+    if dialect_name == "postgresql":
+        return query.with_for_update(skip_locked=True, of=of)  # type: ignore[arg-type]
+    return query

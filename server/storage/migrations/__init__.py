@@ -1,0 +1,2 @@
+"""Alembic migrations of the service's database (SQLite and PostgreSQL alike), applied at start by
+:func:`server.storage.database.create_database`."""
