@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -136,6 +137,18 @@ def error_response(
     )
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats (a body's NaN or 1e309, echoed as ``input``) written as strings:
+    JSON has no such numbers, so the 422 body could not be sent otherwise."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     """Register the handlers that turn every failure into the API's error body."""
 
@@ -156,7 +169,7 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
 
         return JSONResponse(
             status_code=422,
-            content={"detail": jsonable_encoder(exc.errors()), "request_id": request_id_of(request)},
+            content={"detail": _finite(jsonable_encoder(exc.errors())), "request_id": request_id_of(request)},
         )
 
     @app.exception_handler(StarletteHTTPException)

@@ -117,3 +117,26 @@ def test_key_created_and_revoked_while_running_takes_effect_within_seconds(clien
         assert time.monotonic() - revoked_at < 1.0 + 0.5, "revoked key still accepted"
         time.sleep(0.05)
     assert response.json()["code"] == "UNAUTHORIZED"
+
+
+@pytest.fixture(scope="module")
+def fresh_account(client: TestClient) -> dict[str, str]:
+    """A named key of its own, so that its requests stay within this module's small per-minute limit."""
+    out = io.StringIO()
+    assert run_keys_command(["create", "--name", "fresh"], client.app.state.settings, out) == 0  # type: ignore[attr-defined]
+    return {"X-API-Key": out.getvalue().strip()}
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e309"])
+def test_non_finite_numbers_in_the_body_are_a_422_not_a_500(
+    client: TestClient, fresh_account: dict[str, str], number: bytes
+) -> None:
+    # Found by hostile-request probing: the 422 body echoed the non-finite input and could not be encoded.
+    response = client.post(
+        "/v1/phota/enhance",
+        headers={**fresh_account, "Content-Type": "application/json"},
+        content=b'{"image": "abc", "num_output_images": ' + number + b"}",
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "num_output_images"]
+    assert isinstance(response.json()["detail"][0]["input"], str)

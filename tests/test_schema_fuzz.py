@@ -1,6 +1,6 @@
 """Schemathesis against the service's own OpenAPI document: every route, authenticated, on a real
-loopback server (uvicorn) with a stand-in upscaler in place of the network. No 500, and every
-response (status, content type, headers, body) matches what the document says."""
+loopback server (uvicorn) in test mode (``ENHANCE_MODE=test``: the weightless stand-in network). No
+500, and every response (status, content type, body) matches what the document says."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from server import Settings, create_app
-from tests.benchmarks.fuzz_images import install_stand_in_network
 
 KEY = "schema-fuzz-key"
 OTHER_KEY = "schema-fuzz-other-key"
@@ -43,6 +42,7 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Ite
         weights_dir=weights_dir,
         api_keys=f"{KEY},{OTHER_KEY}",
         device="cpu",
+        mode="test",
         network_max_side=16,
         cpu_tile_size=64,
         target_long_side=64,
@@ -60,7 +60,6 @@ def base_url(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Ite
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
         time.sleep(0.1)
-    install_stand_in_network(app)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(60)

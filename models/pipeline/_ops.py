@@ -28,19 +28,22 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     kernel = torch.exp(-(taps**2) / (2 * sigma * sigma))
     kernel = kernel / kernel.sum()
+    # Reflect padding needs more pixels than the radius: a 1-pixel-thin image is edge-replicated instead.
+    across, down = _pad_mode(x.shape[-1], radius), _pad_mode(x.shape[-2], radius)
     if x.device.type == "cpu":
         # Shifted, weighted sums: the same products summed in the same order as the convolution (equal
         # results), ten or more times faster than PyTorch's CPU depthwise convolution.
-        x = _correlate(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel, dim=-1)
-        return _correlate(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel, dim=-2)
+        x = _correlate(F.pad(x, (radius, radius, 0, 0), mode=across), kernel, dim=-1)
+        return _correlate(F.pad(x, (0, 0, radius, radius), mode=down), kernel, dim=-2)
     channels = x.shape[1]
     horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
     vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    # Reflect padding needs more pixels than the radius: a 1-pixel-thin image is edge-replicated instead.
-    padded = F.pad(x, (radius, radius, 0, 0), mode="reflect" if x.shape[-1] > radius else "replicate")
-    x = F.conv2d(padded, horizontal, groups=channels)
-    padded = F.pad(x, (0, 0, radius, radius), mode="reflect" if x.shape[-2] > radius else "replicate")
-    return F.conv2d(padded, vertical, groups=channels)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=across), horizontal, groups=channels)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode=down), vertical, groups=channels)
+
+
+def _pad_mode(size: int, radius: int) -> str:
+    return "reflect" if size > radius else "replicate"
 
 
 def _correlate(padded: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""Named API keys managed without restarts (``python -m server keys``), and the per-account limits
-shared by every process: fixed-window request counters and leased concurrency slots.
+"""Named API keys managed at run time (``python -m server keys``) and the per-account limits shared by
+every process: request counters per account and minute, and leased concurrency slots.
 
 Revision ID: 0003
 Revises: 0002
@@ -25,8 +25,8 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(64), nullable=False),
         sa.Column("account_id", sa.String(32), nullable=False),
         sa.Column("created_at", _TIMESTAMP, nullable=False),
-        sa.Column("last_used_at", _TIMESTAMP),
-        sa.Column("revoked_at", _TIMESTAMP),
+        sa.Column("last_used_at", _TIMESTAMP, nullable=True),
+        sa.Column("revoked_at", _TIMESTAMP, nullable=True),
     )
     op.create_index("ix_api_keys_key_hash", "api_keys", ["key_hash"], unique=True)
     op.create_index("ix_api_keys_account_id", "api_keys", ["account_id"])
@@ -40,17 +40,17 @@ def upgrade() -> None:
         "account_slots",
         sa.Column("account_id", sa.String(32), primary_key=True),
         sa.Column("slot", sa.Integer, primary_key=True),
-        sa.Column("holder", sa.String(64)),
-        sa.Column("process", sa.String(32)),
-        sa.Column("expires_at", sa.Float),
+        sa.Column("holder", sa.String(64), nullable=True),
+        sa.Column("process", sa.String(32), nullable=True),
+        sa.Column("expires_at", sa.Float, nullable=True),
     )
     op.create_index("ix_account_slots_process", "account_slots", ["process"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_account_slots_process", table_name="account_slots")
+    op.drop_index("ix_account_slots_process", "account_slots")
     op.drop_table("account_slots")
     op.drop_table("rate_windows")
-    op.drop_index("ix_api_keys_account_id", table_name="api_keys")
-    op.drop_index("ix_api_keys_key_hash", table_name="api_keys")
+    op.drop_index("ix_api_keys_account_id", "api_keys")
+    op.drop_index("ix_api_keys_key_hash", "api_keys")
     op.drop_table("api_keys")
