@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +95,13 @@ def stand_in_model(fast: torch.nn.Module, exact: torch.nn.Module | None = None) 
         exact=exact or fast,
         channels_last=False,
     )
+
+
+@pytest.fixture(scope="session")
+def scene_photo() -> Callable[..., np.ndarray]:
+    """``scene_photo(name, long_side=512)``: a real photo of ``tests/scene_photos.py`` (night, low-key,
+    high-key, coloured, ...) as uint8 RGB; its Debian packages are installed on first use when root."""
+    from tests.scene_photos import ensure_installed, load_original
+
+    ensure_installed()
+    return load_original
