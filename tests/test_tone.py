@@ -109,3 +109,12 @@ def test_tone_variation_removes_a_strong_cast_unless_the_prompt_sets_warmth(
     warmer = outputs_of(infer_parameters(analysis, parse_prompt("warmer"), 4))
     assert warmer["tone"].warmth == warmer["inferred"].warmth == 0.25
     assert warmer["tone"].white_balance == 0.0
+
+
+def test_blur_only_upscale_evidence_is_not_trusted_on_a_clean_smooth_photo(
+    scene_photo: Callable[..., np.ndarray],
+) -> None:
+    small = shrink(scene_photo("aurora_warm", 256))  # 64 px: too small for the periodicity test
+    analysis = analyse_image(small, None, detect=False)
+    assert analysis.upscale_evidence == "blur" and analysis.upscale_factor > 1.0  # it reads as upscaled
+    assert infer_parameters(analysis, None, 1).plan.network_scale == 1.0  # but keeps its real pixels
