@@ -154,8 +154,8 @@ VARIATIONS: tuple[Variation, ...] = (
     Variation("inferred", "the parameters inferred from the image and the prompt", ()),
     Variation(
         "natural",
-        "gentler and more faithful: a lighter blend, full back-projection, no sharpening",
-        (Change("strength", "mul", 0.6), Change("fidelity", "max", 0.8), Change("sharpen", "set", 0.0)),
+        "gentler and more faithful: a quarter of the inferred blend, full back-projection, no sharpening",
+        (Change("strength", "mul", 0.25), Change("fidelity", "max", 0.8), Change("sharpen", "set", 0.0)),
     ),
     Variation(
         "detail",
