@@ -4,7 +4,7 @@ The set is ``tests/scene_photos.py``: 51 images (Debian's wallpaper packages, sc
 matplotlib) labelled by scene kind and split once into a tuning half and a held-out half. The policy's
 numbers were chosen on the tuning half; the README reports the held-out half (the default here).
 
-Each image is Lanczos-downsized to a 512 px long side (the "original"), degraded at three levels in
+Each image is Lanczos-downsized to a 256 px long side (the "original"), degraded at three levels in
 the Real-ESRGAN way (blur at the original's size, ×4 bicubic downscale, noise, JPEG; seeded per
 image), then brought back to the original's size by each method and scored against it:
 
@@ -20,9 +20,9 @@ are checked and printed (PASS/MISS with the margin).
 
     python tests/benchmarks/bench_quality.py [--half held|tune|all] [--cache DIR] [--json FILE] [--save DIR]
 
-About 25 minutes for one half on two CPU cores without the cache (the network runs on 128 px inputs);
-with ``--cache`` the network outputs are kept on disk, and a rerun (after a policy change) takes
-about 10 minutes, most of it NIQE.
+About 23 minutes for the held-out half on two shared CPU cores (the network runs on 64 px inputs);
+with ``--cache`` the network outputs are kept on disk, and a rerun after a policy change takes 16-21
+minutes, most of it NIQE and the renders.
 """
 
 from __future__ import annotations
