@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -118,3 +118,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     name = server.create_database()
     yield server.url(name)
     server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def scene_photo() -> Callable[..., np.ndarray]:
+    """``scene_photo(name, long_side=512)``: a real photo of ``tests/scene_photos.py`` (night, low-key,
+    high-key, coloured, ...) as uint8 RGB; its Debian packages are installed on first use when root."""
+    from tests.scene_photos import ensure_installed, load_original
+
+    ensure_installed()
+    return load_original

@@ -61,22 +61,35 @@ def test_illustration_gets_the_illustration_network(seed: int) -> None:
     assert decided.plan.content == "illustration"
 
 
-def test_dark_photo_is_brightened_within_the_cap() -> None:
+def tone_of(decided) -> tuple[OutputParameters, OutputParameters]:  # type: ignore[no-untyped-def]
+    """The ``inferred`` and ``tone`` outputs' parameters of a 4-output decision."""
+    outputs = {v.name: p for v, p in decided.outputs}
+    return outputs["inferred"], outputs["tone"]
+
+
+def test_dark_photo_is_brightened_within_the_cap_in_the_tone_variation_only() -> None:
     dark = linear_to_srgb(srgb_to_linear(to_float(skdata.coffee())) * 0.2)
-    params = infer_parameters(analysis_of(dark), None, 1).outputs[0][1]
-    assert 0.3 < params.exposure_ev <= 1.0
+    inferred, tone = tone_of(infer_parameters(analysis_of(dark), None, 4))
+    assert inferred.exposure_ev == 0.0
+    assert 0.3 < tone.exposure_ev <= 1.5
 
 
-def test_flat_photo_gets_contrast_within_the_cap() -> None:
+def test_flat_photo_gets_contrast_within_the_cap_in_the_tone_variation_only() -> None:
     flat = (0.5 + 0.25 * (to_float(skdata.astronaut()) - 0.5)).astype(np.float32)
-    params = infer_parameters(analysis_of(flat), None, 1).outputs[0][1]
-    assert 0.05 < params.contrast <= 0.2
+    decided = infer_parameters(analysis_of(flat), None, 4)
+    inferred, tone = tone_of(decided)
+    assert inferred.contrast == 0.0
+    assert 0.05 < decided.tone_corrections[1] <= 0.2
+    assert tone.contrast == pytest.approx(decided.tone_corrections[1] + 0.1)
 
 
-def test_strong_colour_cast_is_partly_removed() -> None:
+def test_strong_colour_cast_is_partly_removed_in_the_tone_variation_only() -> None:
     cast = linear_to_srgb(srgb_to_linear(to_float(skdata.astronaut())) * np.array([1.0, 1.0, 0.3], np.float32))
-    params = infer_parameters(analysis_of(cast), None, 1).outputs[0][1]
-    assert 0.2 < params.white_balance <= 0.5
+    decided = infer_parameters(analysis_of(cast), None, 4)
+    inferred, tone = tone_of(decided)
+    assert inferred.white_balance == 0.0
+    assert 0.2 < decided.tone_corrections[2] <= 0.6
+    assert tone.white_balance == decided.tone_corrections[2]
 
 
 def test_upscaled_input_is_seen_at_its_true_resolution() -> None:
