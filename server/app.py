@@ -34,10 +34,12 @@ from server.storage import (
     AccountRegistry,
     JobFiles,
     JobStore,
-    LocalFileStore,
+    OutputFiles,
+    ProfileFiles,
     ProfileStore,
     create_database,
     load_or_create_dev_key,
+    open_object_store,
 )
 from server.worker import EnhanceWorker
 
@@ -131,7 +133,7 @@ def _load_or_create_secret(data_dir: Path) -> bytes:
     return secret
 
 
-async def _sweep_files(files: LocalFileStore, interval_s: float) -> None:
+async def _sweep_files(files: OutputFiles, interval_s: float) -> None:
     while True:
         removed = await anyio.to_thread.run_sync(files.remove_expired)
         if removed:
@@ -163,13 +165,15 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             )
         app.state.accounts = AccountRegistry(database, keys)
         secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
-        app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
+        objects = await anyio.to_thread.run_sync(open_object_store, settings)
+        app.state.objects = objects
+        app.state.files = OutputFiles(objects, secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
         app.state.engine = await anyio.to_thread.run_sync(
             lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
         )
         face_models = await anyio.to_thread.run_sync(load_face_models, settings)
-        profile_store = ProfileStore(database, data_dir / "profiles")
+        profile_store = ProfileStore(database, ProfileFiles(objects))
         app.state.identity = Identity(face_models, profile_store, settings)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
@@ -177,7 +181,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         sweeper = asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))
         jobs = JobService(
             store=JobStore(database),
-            files=JobFiles(data_dir / "jobs"),
+            files=JobFiles(objects),
             engine=app.state.engine,
             worker=app.state.worker,
             outputs=app.state.files,

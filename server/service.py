@@ -156,7 +156,7 @@ async def run_enhance(
         mark = time.perf_counter()
         stored = [await anyio.to_thread.run_sync(files.save, blob, fmt) for blob in encoded]
         base = (settings.public_base_url or base_url).rstrip("/")
-        response.download_urls = [f"{base}/v1/phota/files/{f.name}?{f.query}" for f in stored]
+        response.download_urls = [files.download_url(f, base) for f in stored]
         timings["store_s"] = time.perf_counter() - mark
     timings["total_s"] = time.perf_counter() - started
 

@@ -133,6 +133,20 @@ class Settings(BaseSettings):
         default=0.2, gt=0, lt=2, description="Embedding drift (input to output) the identity guard tolerates per face."
     )
     log_level: str = Field(default="INFO")
+    storage_url: str = Field(
+        default="",
+        description="Where files live: empty = the data dir; file:///path; s3://bucket/prefix (S3-compatible store).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (SeaweedFS, MinIO, ...); default: AWS. Credentials: AWS_* variables."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint named in presigned download URLs when clients reach the store elsewhere."
+    )
+    s3_create_bucket: bool = Field(default=True, description="Create the bucket at start when it does not exist.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="'json': one JSON object per log line (with request id and replica)."
+    )
 
     @field_validator("signing_secret")
     @classmethod

@@ -1,9 +1,18 @@
-"""Storage adapters: the database (accounts, jobs, profiles) and the file store behind signed download URLs."""
+"""Storage adapters: the database (accounts, jobs, profiles) and the object store (a local folder or S3)
+that holds every file, behind signed or presigned download URLs."""
 
 from server.storage.accounts import Account, AccountRegistry, hash_api_key, load_or_create_dev_key
 from server.storage.database import Base, create_database
-from server.storage.files import LocalFileStore, SignedFile
+from server.storage.files import LocalFileStore, OutputFiles, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
+from server.storage.objects import (
+    LocalObjectStore,
+    ObjectStore,
+    S3ObjectStore,
+    StorageConfigError,
+    open_object_store,
+)
+from server.storage.profile_files import ProfileFiles
 from server.storage.profiles import ProfileRecord, ProfileStore
 
 __all__ = [
@@ -14,10 +23,17 @@ __all__ = [
     "JobRecord",
     "JobStore",
     "LocalFileStore",
+    "LocalObjectStore",
+    "ObjectStore",
+    "OutputFiles",
+    "ProfileFiles",
     "ProfileRecord",
     "ProfileStore",
+    "S3ObjectStore",
     "SignedFile",
+    "StorageConfigError",
     "create_database",
     "hash_api_key",
     "load_or_create_dev_key",
+    "open_object_store",
 ]
