@@ -7,12 +7,12 @@ so that the service's own start loads compiled kernels instead of compiling for 
 from __future__ import annotations
 
 import argparse
-import logging
 
 import uvicorn
 
 from server.app import create_app
 from server.engine import Engine
+from server.logs import configure_logging
 from server.settings import get_settings
 
 
@@ -27,12 +27,14 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     if args.warmup:
         Engine.load(settings).close()
         return
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True, log_config=None
+    )
 
 
 if __name__ == "__main__":

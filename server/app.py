@@ -122,7 +122,8 @@ class Metrics:
             self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(engine.device))
 
 
-def _load_or_create_secret(data_dir: Path) -> bytes:
+def load_or_create_signing_secret(data_dir: Path) -> bytes:
+    """The data dir's URL-signing secret, created (mode 0600) on first use."""
     path = data_dir / SIGNING_SECRET_FILE
     if path.exists():
         return path.read_bytes().strip()
@@ -164,7 +165,9 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
                 data_dir / "dev-api-key",
             )
         app.state.accounts = AccountRegistry(database, keys)
-        secret = settings.signing_secret.encode() if settings.signing_secret else _load_or_create_secret(data_dir)
+        secret = (
+            settings.signing_secret.encode() if settings.signing_secret else load_or_create_signing_secret(data_dir)
+        )
         objects = await anyio.to_thread.run_sync(open_object_store, settings)
         app.state.objects = objects
         app.state.files = OutputFiles(objects, secret, settings.url_ttl_s)

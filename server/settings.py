@@ -147,6 +147,27 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = Field(
         default="text", description="'json': one JSON object per log line (with request id and replica)."
     )
+    replicas: int = Field(
+        default=0,
+        ge=0,
+        description="python -m server.cluster: replicas; 0 = one per GPU that Ray sees (no GPU: one CPU replica).",
+    )
+    min_replicas: int | None = Field(
+        default=None, ge=0, description="Autoscaling lower bound (with max_replicas); unset = fixed replica count."
+    )
+    max_replicas: int | None = Field(default=None, ge=1, description="Autoscaling upper bound (with min_replicas).")
+    target_ongoing_requests: float = Field(
+        default=4.0, gt=0, description="Autoscaling aim: ongoing requests per replica."
+    )
+    replica_gpus: float | None = Field(
+        default=None, ge=0, description="GPUs each replica reserves; default 1 when Ray sees GPUs, else 0."
+    )
+    replica_cpus: float = Field(default=1.0, ge=0, description="CPUs each replica reserves in Ray.")
+    max_ongoing_requests: int = Field(
+        default=0,
+        ge=0,
+        description="Requests Serve sends one replica at once; 0 = max_concurrent_jobs + max_queued_jobs + 32.",
+    )
 
     @field_validator("signing_secret")
     @classmethod
