@@ -166,7 +166,7 @@ class Settings(BaseSettings):
     max_ongoing_requests: int = Field(
         default=0,
         ge=0,
-        description="Requests Serve sends one replica at once; 0 = max_concurrent_jobs + max_queued_jobs + 32.",
+        description="Requests Serve sends one replica at once; 0 = max_concurrent_jobs + max_queued_jobs.",
     )
 
     @field_validator("signing_secret")

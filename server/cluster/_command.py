@@ -12,7 +12,6 @@ from typing import Any
 from server.app import load_or_create_signing_secret
 from server.cluster._deployment import (
     APP_NAME,
-    LIGHT_REQUEST_HEADROOM,
     ReplicaPlan,
     build_application,
     forwarded_environment,
@@ -43,9 +42,11 @@ def plan_replicas(settings: Settings, gpus_in_cluster: float, replicas_flag: int
     if not wanted:
         wanted = int(gpus_in_cluster // num_gpus) if num_gpus > 0 else 1
     wanted = max(1, wanted)
-    max_ongoing = settings.max_ongoing_requests or (
-        settings.max_concurrent_jobs + settings.max_queued_jobs + LIGHT_REQUEST_HEADROOM
-    )
+    # Serve sends a replica only what its worker admits, so a request waits for (or goes to) a replica
+    # with room; beyond ENHANCE_MAX_QUEUED_JOBS waiting in a proxy, 503 with Retry-After (the proxies'
+    # middleware gives it the service's error body).
+    max_ongoing = settings.max_ongoing_requests or settings.max_concurrent_jobs + settings.max_queued_jobs
+    max_queued = max(1, settings.max_queued_jobs)
     if settings.min_replicas is not None and settings.max_replicas is not None:
         if settings.min_replicas > settings.max_replicas:
             raise SystemExit("ENHANCE_MIN_REPLICAS must not exceed ENHANCE_MAX_REPLICAS")
@@ -54,12 +55,17 @@ def plan_replicas(settings: Settings, gpus_in_cluster: float, replicas_flag: int
             num_gpus=num_gpus,
             num_cpus=settings.replica_cpus,
             max_ongoing_requests=max_ongoing,
+            max_queued_requests=max_queued,
             min_replicas=settings.min_replicas,
             max_replicas=settings.max_replicas,
             target_ongoing_requests=settings.target_ongoing_requests,
         )
     return ReplicaPlan(
-        replicas=wanted, num_gpus=num_gpus, num_cpus=settings.replica_cpus, max_ongoing_requests=max_ongoing
+        replicas=wanted,
+        num_gpus=num_gpus,
+        num_cpus=settings.replica_cpus,
+        max_ongoing_requests=max_ongoing,
+        max_queued_requests=max_queued,
     )
 
 

@@ -24,9 +24,6 @@ APP_NAME = "enhance"
 # interpreter's import path.
 FORWARDED_PREFIXES = ("ENHANCE_", "AWS_")
 FORWARDED_NAMES = ("PYTHONPATH",)
-# Requests a replica holds besides enhancements (polls, profiles, downloads, health, metrics), so that a
-# replica whose enhancement slots are full still answers those and its own 503s.
-LIGHT_REQUEST_HEADROOM = 32
 
 
 @dataclass(frozen=True)
@@ -37,6 +34,7 @@ class ReplicaPlan:
     num_gpus: float
     num_cpus: float
     max_ongoing_requests: int
+    max_queued_requests: int
     min_replicas: int | None = None
     max_replicas: int | None = None
     target_ongoing_requests: float | None = None
@@ -50,6 +48,7 @@ class ReplicaPlan:
             "name": DEPLOYMENT_NAME,
             "ray_actor_options": {"num_gpus": self.num_gpus, "num_cpus": self.num_cpus},
             "max_ongoing_requests": self.max_ongoing_requests,
+            "max_queued_requests": self.max_queued_requests,
             "health_check_period_s": 5.0,
             "health_check_timeout_s": 30.0,
             "graceful_shutdown_timeout_s": 20.0,

@@ -73,9 +73,11 @@ class ReplicaLossMiddleware:
         )
         attempts = self.attempts if retryable else 1
         for attempt in range(1, attempts + 1):
-            failed = await self._attempt(scope, body, receive, send)
-            if not failed:
+            outcome = await self._attempt(scope, body, receive, send)
+            if outcome == "answered":
                 return
+            if outcome == "busy":
+                break  # every replica is full and the proxy's queue too: no point in asking again now
             logger.warning(
                 "%s %s: the replica was lost (attempt %d of %d)", scope["method"], scope["path"], attempt, attempts
             )
@@ -111,21 +113,22 @@ class ReplicaLossMiddleware:
 
         return replay
 
-    async def _attempt(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> bool:
-        """Run the request once; True when the proxy reported a lost replica (nothing was sent then)."""
-        state: dict[str, Any] = {"failed": False, "started": False}
+    async def _attempt(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> str:
+        """Run the request once: "answered", or, when nothing was sent to the client, "busy" (the proxy
+        refused it: every replica full) or "lost" (the replica died)."""
+        state: dict[str, Any] = {"outcome": "lost", "swallow": False}
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start" and _proxy_error(message):
-                state["failed"] = True
-            if state["failed"]:
-                return  # swallow the proxy's bare error; the caller retries or answers 503
-            state["started"] = True
+                state["outcome"], state["swallow"] = ("busy" if message["status"] == 503 else "lost"), True
+            if state["swallow"]:
+                return  # the proxy's bare error; the caller retries or answers 503
+            state["outcome"] = "answered"
             await send(message)
 
         await self.app(dict(scope), self._replay(body, receive), watch)
         # Serve's proxy sends nothing at all when the replica died (the server would then answer a bare 500).
-        return not state["started"]
+        return str(state["outcome"])
 
     @staticmethod
     async def _unavailable(scope: Scope, send: Send) -> None:
@@ -135,7 +138,7 @@ class ReplicaLossMiddleware:
         payload = json.dumps(
             {
                 "code": "SERVICE_UNAVAILABLE",
-                "detail": f"The replica serving this request stopped; retry in {retry_after} s.",
+                "detail": f"Every replica is busy or the one serving this request stopped; retry in {retry_after} s.",
                 "request_id": request_id,
             }
         ).encode()
