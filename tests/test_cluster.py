@@ -148,10 +148,13 @@ def test_cluster_answers_concurrent_enhancements_on_both_replicas(cluster: Clust
     with ThreadPoolExecutor(4) as pool:
         responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(4)))
     assert [response.status_code for response in responses] == [200] * 4
-    outputs = [base64.b64decode(response.json()["images"][0]) for response in responses]
+    outputs = [np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))) for r in responses]
     for output in outputs:
-        assert Image.open(io.BytesIO(output)).size == (120, 80)
-    assert len(set(outputs)) == 1  # the same request gives the same bytes, whichever replica ran it
+        assert output.shape == (80, 120, 3)
+    # The same request gives the same image whichever replica ran it, up to the ±1 level that batching
+    # tiles with other requests' may cost (README, GPU throughput).
+    for output in outputs[1:]:
+        assert int(np.abs(output.astype(np.int16) - outputs[0].astype(np.int16)).max()) <= 1
     counts = wait_for_counts(
         cluster, lambda c: sum(c.values()) - sum(before.values()) >= 4 and len([v for v in c.values() if v > 0]) >= 2
     )
@@ -177,7 +180,7 @@ def test_cluster_keeps_the_single_process_contract(cluster: Cluster, photo_b64: 
 
 
 def test_full_cluster_answers_503_with_retry_after(cluster: Cluster, photo_b64: str) -> None:
-    burst = 2 * PER_REPLICA_SLOTS + 6
+    burst = 3 * 2 * PER_REPLICA_SLOTS  # the replicas' slots, as many waiting in the proxy, and as many more
     with ThreadPoolExecutor(burst) as pool:
         responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(burst)))
     statuses = [response.status_code for response in responses]

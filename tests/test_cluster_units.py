@@ -31,7 +31,7 @@ def test_plan_has_one_replica_per_gpu_by_default(tmp_path: Path) -> None:
     assert options["num_replicas"] == 4
     assert options["ray_actor_options"]["num_gpus"] == 1.0
     assert options["max_ongoing_requests"] == 8 + 16  # what the replica's worker admits, no more
-    assert options["max_queued_requests"] == 16
+    assert options["max_queued_requests"] == 4 * 24  # a proxy holds as many waiting as the replicas hold
 
 
 def test_plan_without_gpus_is_one_cpu_replica_unless_more_are_asked(tmp_path: Path) -> None:

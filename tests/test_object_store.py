@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import io
 import itertools
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,3 +284,18 @@ def test_service_on_s3_keeps_job_files_in_the_bucket_until_they_expire(
     files = client.app.state.files  # type: ignore[attr-defined]
     files.remove_expired(time.time() + ttl.total_seconds() + 1)
     assert bucket_keys(s3_server, bucket) == []
+
+
+def test_leftover_profile_folders_are_those_without_a_row_and_a_minute_old(tmp_path: Path) -> None:
+    database = create_database(None, tmp_path)
+    try:
+        files = ProfileFiles(LocalObjectStore(tmp_path / "objects"))
+        store = ProfileStore(database, files)
+        files.save_references("prof_" + "a" * 24, ["crashed before its row"])
+        files.save_references("prof_" + "b" * 24, ["another replica is creating it now"])
+        old = time.time() - 120
+        for path in (tmp_path / "objects" / "profiles" / ("prof_" + "a" * 24)).iterdir():
+            os.utime(path, (old, old))
+        assert store.leftover_directories() == ["prof_" + "a" * 24]
+    finally:
+        database.dispose()

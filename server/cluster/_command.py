@@ -43,10 +43,11 @@ def plan_replicas(settings: Settings, gpus_in_cluster: float, replicas_flag: int
         wanted = int(gpus_in_cluster // num_gpus) if num_gpus > 0 else 1
     wanted = max(1, wanted)
     # Serve sends a replica only what its worker admits, so a request waits for (or goes to) a replica
-    # with room; beyond ENHANCE_MAX_QUEUED_JOBS waiting in a proxy, 503 with Retry-After (the proxies'
+    # with room. A proxy holds at most as many waiting requests as the replicas hold (requests being
+    # assigned count too, so this must not be small); beyond that, 503 with Retry-After (the proxies'
     # middleware gives it the service's error body).
     max_ongoing = settings.max_ongoing_requests or settings.max_concurrent_jobs + settings.max_queued_jobs
-    max_queued = max(1, settings.max_queued_jobs)
+    max_queued = max_ongoing * max(wanted, settings.max_replicas or 0)
     if settings.min_replicas is not None and settings.max_replicas is not None:
         if settings.min_replicas > settings.max_replicas:
             raise SystemExit("ENHANCE_MIN_REPLICAS must not exceed ENHANCE_MAX_REPLICAS")

@@ -13,6 +13,7 @@ Every method blocks (disk or network I/O).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from server.storage.objects import LocalObjectStore, ObjectStore
@@ -77,11 +78,13 @@ class ProfileFiles:
         prefix = self.prefix(profile_id)
         return any(item.key != prefix + self.PICTURE for item in self.objects.list(prefix))
 
-    def profile_ids(self) -> set[str]:
-        """The ids of every profile folder in the store."""
-        ids: set[str] = set()
+    def profile_ids(self, min_age_s: float = 0.0) -> set[str]:
+        """The ids of every profile folder in the store untouched for ``min_age_s`` (another replica may be
+        writing a younger one before committing its row)."""
+        newest: dict[str, float] = {}
         for item in self.objects.list(self.folder):
             profile_id = item.key[len(self.folder) :].split("/", 1)[0]
             if profile_id.startswith("prof_"):
-                ids.add(profile_id)
-        return ids
+                newest[profile_id] = max(newest.get(profile_id, 0.0), item.modified)
+        cutoff = time.time() - min_age_s
+        return {profile_id for profile_id, modified in newest.items() if min_age_s <= 0 or modified < cutoff}

@@ -30,6 +30,7 @@ ProfileStatus = Literal["VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR"
 UNFINISHED: tuple[ProfileStatus, ...] = ("VALIDATING", "QUEUING", "IN_PROGRESS")
 EMBEDDING_DTYPE = np.dtype("<f4")
 EMBEDDING_SIZE = 128
+LEFTOVER_MIN_AGE_S = 60.0
 
 
 def new_profile_id() -> str:
@@ -274,8 +275,9 @@ class ProfileStore:
         return True
 
     def leftover_directories(self) -> list[str]:
-        """Profile folders with no profile row (a create that crashed before its commit)."""
-        on_disk = sorted(self.files.profile_ids())
+        """Profile folders with no profile row (a create that crashed before its commit), untouched for a
+        minute (a younger one may belong to a create still in progress on another replica)."""
+        on_disk = sorted(self.files.profile_ids(min_age_s=LEFTOVER_MIN_AGE_S))
         if not on_disk:
             return []
         with Session(self._engine) as session:
