@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from starlette.types import Message, Receive, Scope, Send
 
 from server.cluster import ReplicaLossMiddleware, forwarded_environment, merge_expositions
-from server.cluster._command import plan_replicas
+from server.cluster._command import plan_replicas, share_local_secrets
 from server.logs import JsonFormatter, RequestContextFilter
 from server.middleware import current_request_id
 from server.settings import Settings
@@ -224,3 +225,19 @@ def test_json_log_line_carries_request_id_and_replica() -> None:
     assert first["message"] == "first line\nsecond line 2"
     assert (first["request_id"], first["replica"], first["level"]) == ("req-42", "replica-7", "WARNING")
     assert "ValueError: boom" in second["exception"]
+
+
+def test_replicas_share_the_data_dir_secret_and_dev_key_created_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("ENHANCE_SIGNING_SECRET", "ENHANCE_API_KEYS", "ENHANCE_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    share_local_secrets(Settings(data_dir=Path("relative-data")))
+    secret = os.environ["ENHANCE_SIGNING_SECRET"]
+    assert len(secret) >= 32 and (tmp_path / "relative-data" / "signing-secret").read_text().strip() == secret
+    assert os.environ["ENHANCE_API_KEYS"] == (tmp_path / "relative-data" / "dev-api-key").read_text().strip()
+    assert os.environ["ENHANCE_DATA_DIR"] == str(tmp_path / "relative-data")  # absolute for the replicas
+    monkeypatch.delenv("ENHANCE_SIGNING_SECRET")
+    share_local_secrets(Settings(data_dir=tmp_path / "relative-data"))
+    assert os.environ["ENHANCE_SIGNING_SECRET"] == secret  # read back, not made again

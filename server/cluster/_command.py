@@ -74,6 +74,8 @@ def share_local_secrets(settings: Settings) -> None:
     """Give every replica the same URL-signing secret and API keys: when the operator set none, the
     data dir's (created once, here, not by racing replicas) go into the forwarded environment."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Replicas do not start in this command's directory: give them the data dir as an absolute path.
+    os.environ["ENHANCE_DATA_DIR"] = str(settings.data_dir.resolve())
     if not settings.signing_secret:
         os.environ["ENHANCE_SIGNING_SECRET"] = load_or_create_signing_secret(settings.data_dir).decode()
     if not settings.api_key_list:
