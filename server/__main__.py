@@ -1,5 +1,7 @@
 """``python -m server --host H --port P``: start the service on the settings from the environment.
 
+``python -m server --mode test``: the offline test mode (no network weights; see the README).
+
 ``python -m server --warmup``: load the networks (pulling missing weights) and, with
 ``ENHANCE_COMPILE_MODE`` set, compile them into the compile cache, then exit — a build or deploy step,
 so that the service's own start loads compiled kernels instead of compiling for minutes."""
@@ -11,8 +13,8 @@ import argparse
 import uvicorn
 
 from server.app import create_app
-from server.engine import Engine
 from server.logs import configure_logging
+from server.runtime import ModelRuntime, load_face_models
 from server.settings import get_settings
 
 
@@ -25,11 +27,19 @@ def main() -> None:
         action="store_true",
         help="load (and compile, when ENHANCE_COMPILE_MODE is set) the networks, then exit",
     )
+    parser.add_argument(
+        "--mode",
+        choices=["real", "test"],
+        default=None,
+        help="'test': no network weights, a fast deterministic stand-in upscaler (overrides ENHANCE_MODE)",
+    )
     args = parser.parse_args()
     settings = get_settings()
+    if args.mode is not None:
+        settings = settings.model_copy(update={"mode": args.mode})
     configure_logging(settings)
     if args.warmup:
-        Engine.load(settings).close()
+        ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return
     app = create_app(settings)
     uvicorn.run(

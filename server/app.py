@@ -16,19 +16,20 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.sr import BatchStats
-from server.engine import Engine
 from server.errors import install_error_handlers
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
-from server.profiles import Identity, ProfileService, load_face_models
+from server.profiles import ProfileCandidates, ProfileService
 from server.routes import (
     enhance_router,
     files_router,
     health_router,
     jobs_router,
+    page_router,
     profiles_router,
     webhooks_router,
 )
+from server.runtime import ModelRuntime, load_face_models
 from server.settings import Settings
 from server.storage import (
     AccountRegistry,
@@ -93,6 +94,12 @@ class Metrics:
         self.busy_seconds = Counter(
             "enhance_network_busy_seconds", "Device time of network batches", registry=self.registry
         )
+        self.mode = Gauge(
+            "enhance_mode_info",
+            "1 for the service's mode ('test': no network, a stand-in upscaler) and network",
+            ["mode", "network"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Called by the tile batcher's thread after each batch."""
@@ -106,20 +113,21 @@ class Metrics:
         self.queue_depth.set(worker.depth if worker else 0)
         jobs: JobService | None = getattr(app.state, "jobs", None)
         self.jobs_pending.set(jobs.pending if jobs else 0)
-        engine: Engine | None = getattr(app.state, "engine", None)
-        if engine is None:
+        runtime: ModelRuntime | None = getattr(app.state, "runtime", None)
+        if runtime is None:
             return
-        if engine.budget is not None:
-            self.memory_budget.set(engine.budget.total)
-        if engine.memory is not None:
-            self.memory_reserved.set(engine.memory.used_bytes)
-        if engine.batcher is not None:
-            self.tiles_queued.set(engine.batcher.queued)
-        if engine.device.type == "cuda":
+        self.mode.labels(mode=runtime.settings.mode, network=runtime.model.network.name).set(1)
+        if runtime.budget is not None:
+            self.memory_budget.set(runtime.budget.total)
+        if runtime.memory is not None:
+            self.memory_reserved.set(runtime.memory.used_bytes)
+        if runtime.batcher is not None:
+            self.tiles_queued.set(runtime.batcher.queued)
+        if runtime.device.type == "cuda":
             import torch
 
-            self.gpu_memory.set(torch.cuda.memory_allocated(engine.device))
-            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(engine.device))
+            self.gpu_memory.set(torch.cuda.memory_allocated(runtime.device))
+            self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(runtime.device))
 
 
 def load_or_create_signing_secret(data_dir: Path) -> bytes:
@@ -172,12 +180,12 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         app.state.objects = objects
         app.state.files = OutputFiles(objects, secret, settings.url_ttl_s)
         app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
-        app.state.engine = await anyio.to_thread.run_sync(
-            lambda: Engine.load(settings, on_batch=app.state.metrics.observe_batch)
-        )
         face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        app.state.runtime = await anyio.to_thread.run_sync(
+            lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
+        )
         profile_store = ProfileStore(database, ProfileFiles(objects))
-        app.state.identity = Identity(face_models, profile_store, settings)
+        app.state.candidates = ProfileCandidates(profile_store)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles
@@ -185,11 +193,11 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         jobs = JobService(
             store=JobStore(database),
             files=JobFiles(objects),
-            engine=app.state.engine,
+            runtime=app.state.runtime,
             worker=app.state.worker,
             outputs=app.state.files,
             settings=settings,
-            identity=app.state.identity,
+            candidates=app.state.candidates,
         )
         await jobs.start()
         app.state.jobs = jobs
@@ -199,7 +207,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             await jobs.stop()
             await profiles.stop()
             app.state.worker.close()
-            await anyio.to_thread.run_sync(app.state.engine.close)
+            await anyio.to_thread.run_sync(app.state.runtime.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
@@ -227,4 +235,5 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     app.include_router(webhooks_router, prefix=API_PREFIX)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
+    app.include_router(page_router)
     return app

@@ -1,4 +1,4 @@
-"""Request dependencies, as ``Annotated`` aliases: settings, the caller's account, the engine, stores."""
+"""Request dependencies, as ``Annotated`` aliases: settings, the caller's account, the models, stores."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
-from server.engine import Engine
 from server.errors import UNAUTHORIZED_DETAIL, NotReadyError, UnauthorizedError
 from server.jobs import JobService
-from server.profiles import Identity
+from server.profiles import ProfileCandidates
+from server.runtime import ModelRuntime
 from server.settings import Settings
 from server.storage import Account, AccountRegistry, LocalFileStore
 from server.worker import EnhanceWorker
@@ -33,11 +33,11 @@ def _account(request: Request, key: Annotated[str | None, Depends(api_key_header
     return account
 
 
-def _engine(request: Request) -> Engine:
-    engine: Engine | None = getattr(request.app.state, "engine", None)
-    if engine is None:
+def _runtime(request: Request) -> ModelRuntime:
+    runtime: ModelRuntime | None = getattr(request.app.state, "runtime", None)
+    if runtime is None:
         raise NotReadyError("The models are still loading; retry shortly.")
-    return engine
+    return runtime
 
 
 def _worker(request: Request) -> EnhanceWorker:
@@ -55,11 +55,11 @@ def _jobs(request: Request) -> JobService:
     return jobs
 
 
-def _identity(request: Request) -> Identity:
-    identity: Identity | None = getattr(request.app.state, "identity", None)
-    if identity is None:
-        raise NotReadyError("The face models are still loading; retry shortly.")
-    return identity
+def _candidates(request: Request) -> ProfileCandidates:
+    candidates: ProfileCandidates | None = getattr(request.app.state, "candidates", None)
+    if candidates is None:
+        raise NotReadyError("The profile store is still starting; retry shortly.")
+    return candidates
 
 
 def _today(request: Request) -> dt.date:
@@ -69,9 +69,9 @@ def _today(request: Request) -> dt.date:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 CurrentAccount = Annotated[Account, Depends(_account)]
-EngineDep = Annotated[Engine, Depends(_engine)]
+RuntimeDep = Annotated[ModelRuntime, Depends(_runtime)]
 WorkerDep = Annotated[EnhanceWorker, Depends(_worker)]
 FilesDep = Annotated[LocalFileStore, Depends(_files)]
 JobsDep = Annotated[JobService, Depends(_jobs)]
 TodayDep = Annotated[dt.date, Depends(_today)]
-IdentityDep = Annotated[Identity, Depends(_identity)]
+CandidatesDep = Annotated[ProfileCandidates, Depends(_candidates)]

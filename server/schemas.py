@@ -87,3 +87,6 @@ class ReadinessResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     device: str | None = None
     network: str | None = None
+    mode: Literal["real", "test"] | None = Field(
+        default=None, description="'test': the offline test mode, no network loaded (network 'none')."
+    )

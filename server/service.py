@@ -1,4 +1,5 @@
-"""One synchronous enhance request, end to end: validate, fetch, decode, enhance, encode, deliver."""
+"""One enhance request on the server's side: validate, resolve candidates, get the image's bytes,
+run the pipeline in one worker slot, deliver (base64 or stored files) and report."""
 
 from __future__ import annotations
 
@@ -9,20 +10,21 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from starlette.types import Message
 
 from models.errors import RequestCancelledError
 from models.faces import KnownProfile
-from models.imageio import FetchPolicy, decode_image, encode_image, flatten_alpha, load_image_source
-from models.pipeline import EnhanceResult
+from models.pipeline import Explanation, PipelineRequest
 from models.prompt import merge_candidate_ids
-from server.engine import Engine
 from server.errors import BadRequestError, NotFoundError, RequestTimeoutError
-from server.profiles import Identity
+from server.image_source import load_image_source
+from server.outbound import FetchPolicy
+from server.profiles import ProfileCandidates
+from server.runtime import ModelRuntime
 from server.schemas import EditResponse, EnhanceRequest, KnownSubjects
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
@@ -35,10 +37,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class EnhanceOutcome:
-    """The hosted-shape body and the ``X-Enhance-Parameters`` report of one request."""
+    """The hosted-shape body and the explanation ``X-Enhance-Parameters`` carries."""
 
     response: EditResponse
-    parameters: dict[str, Any]
+    explanation: Explanation
 
 
 def fetch_policy_of(settings: Settings) -> FetchPolicy:
@@ -50,126 +52,86 @@ def fetch_policy_of(settings: Settings) -> FetchPolicy:
 
 
 def validate_request(body: EnhanceRequest) -> list[str]:
-    """Checks that need no image and no storage; returns the candidate profile ids (checked by
-    :func:`resolve_candidates`). Raises ``BadRequestError``."""
+    """Checks that need no image and no storage; returns the candidate profile ids (``profile_ids``
+    and the prompt's ``[[id]]`` tokens, checked by :func:`resolve_candidates`). Raises
+    ``BadRequestError``."""
     if body.callback_url is not None and not body.async_:
         raise BadRequestError("callback_url is only valid with async: true.")
     return merge_candidate_ids(body.profile_ids, body.prompt)
 
 
 async def resolve_candidates(
-    body: EnhanceRequest, account: Account | None, identity: Identity | None
+    ids: list[str], account: Account | None, candidates: ProfileCandidates | None
 ) -> list[KnownProfile]:
-    """The request's candidate profiles (``profile_ids`` and ``[[id]]`` tokens), all the caller's and
-    READY. Raises ``NotFoundError`` (unknown or another account's id; any id when no profile store is
-    given) or ``ProfileNotReadyError``."""
-    ids = merge_candidate_ids(body.profile_ids, body.prompt)
+    """The profiles ``ids``, all the caller's and READY. Raises ``NotFoundError`` (unknown or another
+    account's id; any id when no profile store is given) or ``ProfileNotReadyError``."""
     if not ids:
         return []
-    if identity is None or account is None:
+    if candidates is None or account is None:
         raise NotFoundError(f"Unknown profile id {ids[0]!r}.")
-    return await anyio.to_thread.run_sync(identity.candidates, account.id, ids)
+    return await anyio.to_thread.run_sync(candidates.resolve, account.id, ids)
 
 
-def _encode_outputs(
-    result: EnhanceResult, fmt: Literal["png", "jpg"], exif: bytes | None, settings: Settings
-) -> list[bytes]:
-    encoded = []
-    for image in result.images:
-        rgb, alpha = image.rgb, image.alpha
-        if fmt == "jpg" and alpha is not None:
-            rgb, alpha = flatten_alpha(rgb, alpha), None
-        encoded.append(
-            encode_image(
-                rgb,
-                alpha,
-                fmt,
-                exif=exif,
-                jpeg_quality=settings.jpeg_quality,
-                png_compress_level=settings.png_compress_level,
-            )
-        )
-    return encoded
+async def load_source(image: str, settings: Settings) -> bytes:
+    """The API's ``image`` string as the file's bytes (URL fetched under the operator's limits, or
+    base64 decoded). Raises ``ImageFetchError`` or ``InvalidImageError``."""
+    return await anyio.to_thread.run_sync(load_image_source, image, fetch_policy_of(settings))
 
 
 async def run_enhance(
     body: EnhanceRequest,
     *,
-    engine: Engine,
+    runtime: ModelRuntime,
     worker: EnhanceWorker,
     files: LocalFileStore,
     settings: Settings,
     today: dt.date,
     base_url: str,
     account: Account | None = None,
-    identity: Identity | None = None,
+    candidates: ProfileCandidates | None = None,
+    source: bytes | None = None,
 ) -> EnhanceOutcome:
-    """Run one synchronous enhance request. Domain errors propagate to the error table. ``identity``
-    (with the caller's ``account``) resolves the candidate profiles, guards faces and counts them."""
+    """Run one enhance request. Domain errors propagate to the error table. ``candidates`` (with the
+    caller's ``account``) resolves the candidate profiles before the request is admitted. ``source``:
+    the image file's bytes when already at hand (a job's stored input; ``body.image`` is then not
+    read), else they come from ``body.image``."""
     started = time.perf_counter()
-    validate_request(body)
-    candidates = await resolve_candidates(body, account, identity)
-    timings: dict[str, float] = {}
-
+    profiles = await resolve_candidates(validate_request(body), account, candidates)
     mark = time.perf_counter()
-    data = await anyio.to_thread.run_sync(load_image_source, body.image, fetch_policy_of(settings))
-    decoded = await anyio.to_thread.run_sync(lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels))
-    timings["decode_s"] = time.perf_counter() - mark
-
-    fmt: Literal["png", "jpg"]
-    alpha_note = None
-    if body.output_format is not None:
-        fmt = body.output_format
-        if fmt == "jpg" and decoded.alpha is not None:
-            alpha_note = "flattened onto white: jpg has no alpha"
-    elif decoded.alpha is not None:
-        fmt, alpha_note = "png", "kept: png chosen because the input has alpha"
-    else:
-        fmt = settings.default_format_on(today)
-
-    mark = time.perf_counter()
-    result = await worker.run_cancellable(
-        lambda cancel: engine.enhance(
-            decoded.rgb, decoded.alpha, body.num_output_images, prompt=body.prompt, source=data, cancel=cancel
-        )
+    data = source if source is not None else await load_source(body.image, settings)
+    fetch_s = time.perf_counter() - mark
+    request = PipelineRequest(
+        source=data,
+        num_outputs=body.num_output_images,
+        prompt=body.prompt,
+        output_format=body.output_format,
+        default_format=settings.default_format_on(today),
+        candidates=profiles,
     )
-    timings["enhance_s"] = time.perf_counter() - mark
-
-    counts: dict[str, int] = {}
-    identity_report = None
-    if identity is not None:
-        mark = time.perf_counter()
-        # Through the worker's waiting lane: this request already holds its place, it must not be refused now.
-        result, counts, identity_report = await worker.background_lane().run(
-            identity.apply, decoded.rgb, result, candidates
-        )
-        timings["identity_s"] = time.perf_counter() - mark
-
     mark = time.perf_counter()
-    encoded = await anyio.to_thread.run_sync(_encode_outputs, result, fmt, decoded.exif, settings)
-    timings["encode_s"] = time.perf_counter() - mark
+    outcome = await worker.run_cancellable(lambda cancel: runtime.run(request, cancel))
+    slot_s = time.perf_counter() - mark
 
-    response = EditResponse(known_subjects=KnownSubjects(counts=counts))
+    response = EditResponse(known_subjects=KnownSubjects(counts=outcome.counts))
+    store_s = None
     if body.response_mode == "bytes":
-        response.images = [base64.b64encode(blob).decode("ascii") for blob in encoded]
+        response.images = [base64.b64encode(blob).decode("ascii") for blob in outcome.outputs]
     else:
         mark = time.perf_counter()
-        stored = [await anyio.to_thread.run_sync(files.save, blob, fmt) for blob in encoded]
+        stored = [await anyio.to_thread.run_sync(files.save, blob, outcome.output_format) for blob in outcome.outputs]
         base = (settings.public_base_url or base_url).rstrip("/")
         response.download_urls = [files.download_url(f, base) for f in stored]
-        timings["store_s"] = time.perf_counter() - mark
-    timings["total_s"] = time.perf_counter() - started
-
-    parameters = {
-        **result.report,
-        "source_format": decoded.source_format,
-        "original_size": list(decoded.original_size),
-        "output_format": fmt,
-        "alpha": alpha_note,
-        "identity": identity_report,
-        "timings": {**result.report["timings"], **{k: round(v, 4) for k, v in timings.items()}},
-    }
-    return EnhanceOutcome(response=response, parameters=parameters)
+        store_s = time.perf_counter() - mark
+    spent = outcome.explanation.timings
+    in_slot = (spent.decode_s or 0.0) + (spent.identity_s or 0.0) + (spent.encode_s or 0.0)
+    timings = replace(
+        spent,
+        decode_s=(spent.decode_s or 0.0) + fetch_s,  # getting the bytes counts as decoding, as it always has
+        enhance_s=max(0.0, slot_s - in_slot),  # waiting for the slot, analysis, steering, super-resolution
+        store_s=store_s,
+        total_s=time.perf_counter() - started,
+    )
+    return EnhanceOutcome(response=response, explanation=replace(outcome.explanation, timings=timings))
 
 
 async def wait_for_disconnect(receive: Callable[[], Awaitable[Message]]) -> None:
@@ -220,6 +182,6 @@ def _drop_outcome(task: asyncio.Future[Any]) -> None:
         logger.info("an abandoned request (timed out or disconnected) failed afterwards: %r", task.exception())
 
 
-def parameters_header(parameters: dict[str, Any]) -> str:
-    """Compact JSON for ``X-Enhance-Parameters`` (ASCII only, as HTTP headers must be)."""
-    return json.dumps(parameters, separators=(",", ":"), ensure_ascii=True)
+def parameters_header(explanation: Explanation) -> str:
+    """Compact JSON of ``explanation`` for ``X-Enhance-Parameters`` (ASCII only, as HTTP headers must be)."""
+    return json.dumps(explanation.to_json(), separators=(",", ":"), ensure_ascii=True)

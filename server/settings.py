@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         default=0.2, gt=0, lt=2, description="Embedding drift (input to output) the identity guard tolerates per face."
     )
     log_level: str = Field(default="INFO")
+    mode: Literal["real", "test"] = Field(
+        default="real",
+        description="'test': no network weights are loaded; a cheap deterministic bicubic stand-in replaces the "
+        "network and every other stage runs for real (client CI; labelled in headers, /readyz and /metrics).",
+    )
     storage_url: str = Field(
         default="",
         description="Where files live: empty = the data dir; file:///path; s3://bucket/prefix (S3-compatible store).",

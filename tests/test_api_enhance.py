@@ -306,7 +306,7 @@ def test_unexpected_failure_is_a_generic_500(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(client.app.state.engine, "enhance", explode)  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.app.state.runtime, "run", explode)  # type: ignore[attr-defined]
     response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
     assert response.status_code == 500
     body = response.json()
@@ -323,7 +323,7 @@ def test_out_of_memory_after_retries_is_503_with_retry_after(
     def oom(*_args: object, **_kwargs: object) -> None:
         raise ModelOutOfMemoryError("out of GPU memory even with 64px tiles; try again later")
 
-    monkeypatch.setattr(client.app.state.engine, "enhance", oom)  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.app.state.runtime, "run", oom)  # type: ignore[attr-defined]
     response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
     assert response.status_code == 503
     assert response.json()["code"] == "SERVICE_UNAVAILABLE"
@@ -382,15 +382,15 @@ def test_full_queue_is_503_with_retry_after_while_admitted_requests_finish(
 ) -> None:
     settings = make_settings(tmp_path, weights_dir, max_concurrent_jobs=1, max_queued_jobs=0, retry_after_s=7)
     with TestClient(create_app(settings), raise_server_exceptions=False) as own:
-        engine = own.app.state.engine  # type: ignore[attr-defined]
-        real, started, release = engine.enhance, threading.Event(), threading.Event()
+        engine = own.app.state.runtime  # type: ignore[attr-defined]
+        real, started, release = engine.run, threading.Event(), threading.Event()
 
         def gated(*args: object, **kwargs: object) -> object:
             started.set()
             assert release.wait(30)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(engine, "enhance", gated)
+        monkeypatch.setattr(engine, "run", gated)
         with ThreadPoolExecutor(max_workers=1) as pool:
             first = pool.submit(own.post, "/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
             assert started.wait(30)
@@ -400,3 +400,23 @@ def test_full_queue_is_503_with_retry_after_while_admitted_requests_finish(
     assert refused.status_code == 503
     assert refused.json()["code"] == "SERVICE_UNAVAILABLE"
     assert refused.headers["Retry-After"] == "7"
+
+
+def test_enhance_passes_the_admission_gate_once_per_request(
+    client: TestClient, photo_b64: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from server.worker import EnhanceWorker
+
+    admitted: list[object] = []
+    real = EnhanceWorker.run_cancellable
+
+    async def counting(self: EnhanceWorker, fn: object) -> object:
+        admitted.append(fn)
+        return await real(self, fn)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(EnhanceWorker, "run_cancellable", counting)
+    response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, "num_output_images": 2})
+    assert response.status_code == 200
+    parameters = json.loads(response.headers["X-Enhance-Parameters"])
+    assert "identity_s" in parameters["timings"] and parameters["identity"] is not None  # identity ran too
+    assert len(admitted) == 1

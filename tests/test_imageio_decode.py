@@ -18,9 +18,11 @@ import skimage.data
 from PIL import Image, ImageCms, features
 
 from models.errors import ImageFetchError, InvalidImageError, UnsupportedFormatError
-from models.imageio import DecodedImage, FetchPolicy, decode_image, load_image_source
+from models.imageio import DecodedImage, decode_image
 from models.imageio._decode import _orient_array
 from models.imageio._exif import ORIENTATION_TRANSPOSE
+from server.image_source import load_image_source
+from server.outbound import FetchPolicy
 
 ORIENTATION = 0x0112
 MAKE = 0x010F

@@ -25,9 +25,11 @@ import pytest
 import skimage.data
 from PIL import Image
 
-import models.imageio._fetch as fetch_module
+import server.outbound as fetch_module
 from models.errors import ImageFetchError
-from models.imageio import FetchPolicy, decode_image, fetch_url, load_image_source, refused_address_reason
+from models.imageio import decode_image
+from server.image_source import load_image_source
+from server.outbound import FetchPolicy, fetch_url, refused_address_reason
 
 LOOPBACK_ONLY = FetchPolicy(allow_private=True, timeout_s=5.0)
 

@@ -40,7 +40,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Itera
 
 
 class GatedEnhance:
-    """Stands in for ``Engine.enhance``: counts calls, then waits for ``release`` before running the real
+    """Stands in for ``ModelRuntime.run``: counts calls, then waits for ``release`` before running the real
     network (or raising ``error``), so a test can see a job RUNNING or hold the queue full."""
 
     def __init__(self, real: Callable[..., Any], error: Exception | None = None) -> None:
@@ -61,9 +61,9 @@ class GatedEnhance:
 
 
 def gate_engine(client: TestClient, monkeypatch: pytest.MonkeyPatch, error: Exception | None = None) -> GatedEnhance:
-    engine = client.app.state.engine  # type: ignore[attr-defined]
-    gate = GatedEnhance(engine.enhance, error)
-    monkeypatch.setattr(engine, "enhance", gate)
+    engine = client.app.state.runtime  # type: ignore[attr-defined]
+    gate = GatedEnhance(engine.run, error)
+    monkeypatch.setattr(engine, "run", gate)
     return gate
 
 
@@ -286,14 +286,14 @@ def test_synchronous_request_past_the_time_limit_is_504_timeout(
     tmp_path: Path, weights_dir: Path, photo_b64: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with TestClient(create_app(job_settings(tmp_path, weights_dir, sync_timeout_s=0.3))) as own:
-        engine = own.app.state.engine  # type: ignore[attr-defined]
-        real = engine.enhance
+        engine = own.app.state.runtime  # type: ignore[attr-defined]
+        real = engine.run
 
         def slow(*args: Any, **kwargs: Any) -> Any:
             time.sleep(1.5)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(engine, "enhance", slow)
+        monkeypatch.setattr(engine, "run", slow)
         started = time.monotonic()
         response = own.post("/v1/phota/enhance", headers=HEADERS_A, json={"image": photo_b64})
         elapsed = time.monotonic() - started

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from server import create_app
 from server.jobs import sign_body
-from server.jobs._callbacks import CallbackDispatcher, CallbackRefusedError, post_callback
+from server.jobs._callbacks import CallbackDispatcher, post_callback
+from server.outbound import OutboundRefusedError
 from tests.conftest import encode_b64
 from tests.jobs_helpers import (
     HEADERS_A,
@@ -82,7 +83,7 @@ def test_failed_job_is_called_back_with_its_error(
         def broken(*_args: object, **_kwargs: object) -> None:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(client.app.state.engine, "enhance", broken)  # type: ignore[attr-defined]
+        monkeypatch.setattr(client.app.state.runtime, "run", broken)  # type: ignore[attr-defined]
         job_id = submit_with_callback(client, photo_b64, receiver.url)
         wait_until(lambda: receiver.for_job(job_id))
     body = json.loads(receiver.for_job(job_id)[0].body)
@@ -173,7 +174,7 @@ def test_pending_callback_is_delivered_after_a_restart(tmp_path: Path, weights_d
 
 def test_delivery_refuses_an_address_the_rules_forbid(receiver: CallbackReceiver, tmp_path: Path) -> None:
     settings = job_settings(tmp_path, Path("unused"), allow_private_urls=False)
-    with pytest.raises(CallbackRefusedError, match="loopback"):
+    with pytest.raises(OutboundRefusedError, match="loopback"):
         asyncio.run(post_callback(receiver.url, b"{}", {"Content-Type": "application/json"}, settings))
     assert receiver.deliveries == []
 

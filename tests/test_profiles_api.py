@@ -142,7 +142,7 @@ def test_ready_profile_has_a_jpeg_picture_of_the_face(client: TestClient, people
     assert response.headers["content-type"] == "image/jpeg"
     picture = Image.open(io.BytesIO(response.content))
     assert picture.format == "JPEG" and picture.size == (256, 256)
-    face_models = client.app.state.identity.models  # type: ignore[attr-defined]
+    face_models = client.app.state.runtime.faces  # type: ignore[attr-defined]
     from models.faces import detect_faces
 
     faces = detect_faces(np.asarray(picture.convert("RGB")), face_models)

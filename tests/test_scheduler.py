@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.errors import RequestCancelledError
-from models.pipeline import EnhanceOptions, enhance_image
+from models.pipeline import EnhanceOptions, PipelineRequest, enhance_image
 from models.sr import (
     BatchStats,
     CancelToken,
@@ -317,8 +317,8 @@ def test_disconnected_client_cancels_its_request() -> None:
 def test_engine_compiles_every_network_for_the_configured_sides_before_serving(
     tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import server.engine as engine_module
-    from server.engine import Engine
+    import server.runtime as engine_module
+    from server.runtime import ModelRuntime
     from server.settings import Settings
 
     calls: list[tuple[str, list[int], int, Path | None]] = []
@@ -339,7 +339,7 @@ def test_engine_compiles_every_network_for_the_configured_sides_before_serving(
         tile_batch_size=4,
         memory_budget_gb=64,
     )
-    engine = Engine.load(settings)
+    engine = ModelRuntime.load(settings)
     try:
         assert engine.tile == 384
         assert engine.budget is not None and engine.budget.total == 64 * 1024**3
@@ -356,19 +356,19 @@ def test_engine_compiles_every_network_for_the_configured_sides_before_serving(
 def test_engine_turns_out_of_memory_while_rendering_into_a_503_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import server.engine as engine_module
+    import server.runtime as engine_module
     from models.errors import ModelOutOfMemoryError
-    from server.engine import Engine
     from server.errors import status_for
+    from server.runtime import ModelRuntime
     from server.settings import Settings
 
     def render_oom(*_args: object, **_kwargs: object) -> None:
         raise torch.OutOfMemoryError("simulated out of memory while rendering")
 
-    monkeypatch.setattr(engine_module, "enhance_image", render_oom)
-    engine = Engine(model=stand_in_model(_Upscale4x()), settings=Settings(data_dir=tmp_path, device="cpu"))
+    monkeypatch.setattr(engine_module, "enhance_request", render_oom)
+    engine = ModelRuntime(model=stand_in_model(_Upscale4x()), settings=Settings(data_dir=tmp_path, device="cpu"))
     with pytest.raises(ModelOutOfMemoryError) as raised:
-        engine.enhance(np.zeros((16, 16, 3), np.float32), None, 1)
+        engine.run(PipelineRequest(source=b""))
     assert status_for(raised.value) == 503
 
 

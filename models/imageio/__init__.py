@@ -1,41 +1,12 @@
-"""Image input and output: the API's ``image`` string → bytes → float32 sRGB pixels → PNG/JPEG bytes.
+"""Image input and output: file bytes → float32 sRGB pixels → PNG/JPEG bytes. No network here: the
+server turns the API's ``image`` string into bytes (``server.image_source``, ``server.outbound``).
 
 Public face (everything else lives in private modules):
 
-* :func:`load_image_source` — the API's ``image`` string (http(s) URL, ``data:`` URL or raw base64,
-  detected automatically) to file bytes; URLs go through :func:`fetch_url` under a :class:`FetchPolicy`.
-* :func:`fetch_url` — blocking, SSRF-safe http(s) download (run it in a worker thread).
-* :func:`refused_address_reason` — the address check used for every hop, reusable for other outbound
-  requests (for example webhook callbacks).
 * :func:`decode_image` → :class:`DecodedImage` — sniff, decode, orient, colour-manage, cap the size.
 * :func:`encode_image`, :func:`flatten_alpha` — PNG/JPEG output with the sRGB ICC profile embedded.
 
 Decisions (exercised by ``tests/test_imageio_*.py``):
-
-Sources
-  * Detection order: ``http://``/``https://`` → fetch; ``data:...;base64,`` → payload (the media type is
-    ignored, since content is sniffed); any other ``scheme:`` → :class:`~models.errors.ImageFetchError`
-    (a colon never occurs in base64); else raw base64, with whitespace/newlines ignored, missing padding
-    tolerated and the URL-safe alphabet accepted (not mixed with ``+``/``/``). Bad base64 →
-    :class:`~models.errors.InvalidImageError` naming the first bad character and its position.
-  * ``FetchPolicy.max_bytes`` also bounds inline (base64) payloads.
-
-Fetching
-  * DNS is resolved once per connection by a custom ``httpcore`` network backend, which connects to the
-    vetted IP itself; TLS SNI, certificate checks and ``Host`` keep the original host name.
-  * A host is refused when *any* of its addresses is refused (a name that mixes public and private
-    answers is treated as hostile). IPv4 addresses embedded in IPv6 (mapped, NAT64, 6to4) are judged
-    as IPv4.
-  * Without ``allow_private``: loopback, RFC 1918 and fc00::/7, link-local, CGNAT 100.64/10, site-local,
-    reserved, documentation and every other non-global range are refused. Cloud metadata addresses
-    (169.254.169.254, fd00:ec2::254, ...), unspecified and multicast addresses are refused even with
-    ``allow_private``. Literal IPs are refused before any connection attempt; host names right after
-    resolution, before connecting.
-  * URLs with credentials (``user:pass@``) are refused. Redirects (301/302/303/307/308) are followed by
-    hand, each hop re-checked; the method stays GET. ``timeout_s`` bounds the whole fetch (DNS, every
-    hop, the body): each socket operation is clamped to the time left. ``Accept-Encoding: identity``.
-  * Every failure is an :class:`~models.errors.ImageFetchError` whose detail names the refusal or limit;
-    internal exception text is never put in a detail.
 
 Decoding
   * The format is sniffed from the bytes and opened with that one Pillow plugin. Decoded: JPEG (incl.
@@ -94,16 +65,10 @@ Encoding
 
 from models.imageio._decode import DecodedImage, decode_image
 from models.imageio._encode import encode_image, flatten_alpha
-from models.imageio._fetch import FetchPolicy, fetch_url, refused_address_reason
-from models.imageio._source import load_image_source
 
 __all__ = [
     "DecodedImage",
-    "FetchPolicy",
     "decode_image",
     "encode_image",
-    "fetch_url",
     "flatten_alpha",
-    "load_image_source",
-    "refused_address_reason",
 ]

@@ -1,19 +1,34 @@
-"""The enhance pipeline: from a decoded image to enhanced outputs and a report of what was done.
+"""The enhance pipeline: one request from the image file's bytes to encoded outputs and their explanation.
 
-* :func:`enhance_image` — analyse, decide, one network pass, one render per output.
+* :func:`enhance_request` (:class:`PipelineRequest`, :class:`EnhancePipeline` → :class:`PipelineOutcome`)
+  — the conductor: decode, analyse, steer, super-resolve, identify, encode, explain, in one worker slot.
+* The stages on their own: :func:`decode`, :func:`analyse`, :func:`steer` (→ :class:`Steered`),
+  :func:`super_resolve` (→ :class:`Rendered`), :func:`identify`, :func:`choose_format` and
+  :func:`encode`, :func:`explain` (→ :class:`Explanation`, what ``X-Enhance-Parameters`` carries).
+* :func:`enhance_image` → :class:`EnhanceResult` — analyse, steer and super-resolve on an already
+  decoded image (benchmarks, pixel tests).
 * :func:`infer_parameters` → :class:`EnhancePlan` — the policy (tables in ``_policy``: restoration
   by degradation score, tone limits, size rules, variations).
 * :data:`VARIATIONS` — the meaning of output 1..4 of a request.
 """
 
-from models.pipeline._enhance import (
-    EnhancedImage,
-    EnhanceOptions,
+from models.pipeline._conductor import (
+    EnhancePipeline,
     EnhanceResult,
+    PipelineOutcome,
+    PipelineRequest,
+    Steered,
+    analyse,
+    choose_format,
+    decode,
+    encode,
     enhance_image,
-    plan_output_size,
-    request_device_bytes,
+    enhance_request,
+    explain,
+    identify,
+    steer,
 )
+from models.pipeline._explain import Explanation, NetworkRun, Timings, VariationReport
 from models.pipeline._policy import (
     DEGRADATION,
     ILLUSTRATION_THRESHOLD,
@@ -35,6 +50,14 @@ from models.pipeline._policy import (
     restoration_at,
     tone_corrections,
 )
+from models.pipeline._render import (
+    EnhancedImage,
+    EnhanceOptions,
+    Rendered,
+    plan_output_size,
+    request_device_bytes,
+    super_resolve,
+)
 
 __all__ = [
     "DEGRADATION",
@@ -44,22 +67,40 @@ __all__ = [
     "VARIATIONS",
     "DegradationScale",
     "EnhanceOptions",
+    "EnhancePipeline",
     "EnhancePlan",
     "EnhanceResult",
     "EnhancedImage",
+    "Explanation",
+    "NetworkRun",
     "OutputParameters",
+    "PipelineOutcome",
+    "PipelineRequest",
     "PlanParameters",
+    "Rendered",
     "RestorationRow",
+    "Steered",
+    "Timings",
     "TonePolicy",
     "UnknownParameterError",
     "Variation",
+    "VariationReport",
+    "analyse",
     "apply_changes",
+    "choose_format",
+    "decode",
     "degradation_score",
+    "encode",
     "enhance_image",
+    "enhance_request",
+    "explain",
+    "identify",
     "infer_parameters",
     "output_size",
     "plan_output_size",
     "request_device_bytes",
     "restoration_at",
+    "steer",
+    "super_resolve",
     "tone_corrections",
 ]

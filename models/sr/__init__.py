@@ -15,10 +15,12 @@ from models.sr._budget import MemoryBudget
 from models.sr._compile import COMPILE_MODES, compile_network
 from models.sr._network import (
     SR_NETWORKS,
+    TEST_NETWORK,
     CompiledNetwork,
     SRModel,
     SRNetwork,
     UnknownNetworkError,
+    build_weightless_model,
     get_network,
     load_sr_model,
 )
@@ -28,6 +30,7 @@ from models.sr._upscale import UpscaleReport, choose_tile_size, upscale
 __all__ = [
     "COMPILE_MODES",
     "SR_NETWORKS",
+    "TEST_NETWORK",
     "BatchStats",
     "CancelToken",
     "CompiledNetwork",
@@ -41,6 +44,7 @@ __all__ = [
     "TileRunner",
     "UnknownNetworkError",
     "UpscaleReport",
+    "build_weightless_model",
     "choose_tile_size",
     "compile_network",
     "feather_mask",

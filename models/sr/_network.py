@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
 from spandrel import ImageModelDescriptor, ModelLoader
 
+from models.sr._weightless import BicubicUnsharp
+
 logger = logging.getLogger(__name__)
 
 ContentKind = Literal["photo", "illustration"]
+
+# The weightless stand-in's registry name, which is also what reports show as "network".
+TEST_NETWORK = "none"
 
 
 @dataclass(frozen=True)
 class SRNetwork:
     """A registry entry: a super-resolution network the service can run.
 
-    ``weights_name`` is the name of its entry in the weights manifest.
+    ``weights_name`` is the name of its entry in the weights manifest; a weightless network (the test
+    mode's stand-in) has none and a ``build`` function that makes its module instead.
     """
 
     name: str
@@ -26,6 +33,11 @@ class SRNetwork:
     scale: int
     content: ContentKind
     description: str
+    build: Callable[[], torch.nn.Module] | None = None
+
+    @property
+    def weightless(self) -> bool:
+        return self.build is not None
 
 
 SR_NETWORKS: tuple[SRNetwork, ...] = (
@@ -42,6 +54,14 @@ SR_NETWORKS: tuple[SRNetwork, ...] = (
         scale=4,
         content="illustration",
         description="Real-ESRGAN x4plus anime (RRDBNet, 6 blocks): illustrations, anime, graphics",
+    ),
+    SRNetwork(
+        name=TEST_NETWORK,
+        weights_name="",
+        scale=4,
+        content="photo",
+        description="Test mode, no network: bicubic x4 and a mild unsharp mask (cheap, deterministic)",
+        build=BicubicUnsharp,
     ),
 )
 
@@ -62,6 +82,9 @@ def _check_registry() -> None:
     names = [n.name for n in SR_NETWORKS]
     if len(names) != len(set(names)):
         raise ValueError(f"duplicate network names in SR_NETWORKS: {names}")
+    for network in SR_NETWORKS:
+        if network.weightless == bool(network.weights_name):
+            raise ValueError(f"{network.name}: a network has either weights or a build function, not both or neither")
 
 
 _check_registry()
@@ -150,4 +173,20 @@ def load_sr_model(
         exact=exact,
         channels_last=channels_last,
         size_multiple=multiple,
+    )
+
+
+def build_weightless_model(network: SRNetwork, device: torch.device) -> SRModel:
+    """Build a weightless network (``network.build``) on ``device``, float32, as an ``SRModel`` that
+    every runner accepts. Raises ``ValueError`` for a network that needs weights."""
+    if network.build is None:
+        raise ValueError(f"{network.name} needs weights: load it with load_sr_model")
+    module = network.build().eval().to(device=device, dtype=torch.float32)
+    return SRModel(
+        network=network,
+        device=device,
+        fast_dtype=torch.float32,
+        fast=module,
+        exact=module,
+        channels_last=False,
     )

@@ -61,6 +61,10 @@ def _upscale_with_tile(
         for t in tiles
     ]
     ran = runner.run_tiles(model, inputs, cancel)
+    if len(tiles) == 1:
+        # One tile has no feathered edge (its mask is all ones): blending would copy it unchanged.
+        only = ran.outputs[0][None, :, : height * scale, : width * scale].contiguous()
+        return only, 1, ran.batches, ran.nan_fallbacks
     out = torch.zeros((1, 3, height * scale, width * scale), dtype=torch.float32, device=model.device)
     weight = torch.zeros((1, 1, height * scale, width * scale), dtype=torch.float32, device=model.device)
     for t, tile_out in zip(tiles, ran.outputs, strict=True):

@@ -9,9 +9,9 @@ limit) is retried after ``callback_retry_base_s``, doubled after each failure up
 (a 3xx is a failure). Delivery is at least once: a crash between a POST and its bookkeeping sends it
 again, with the same body, signature and ``X-Phota-Job-Id``, so receivers drop repeats by job id.
 
-Addresses follow the image-URL rules (:func:`models.imageio.refused_address_reason`): the host is
-resolved once per connection and the connection goes to the vetted address itself (no DNS rebinding);
-TLS still checks the certificate against the host name.
+Addresses follow the image-URL rules of :mod:`server.outbound` (the same module fetches images): the
+host is resolved once per connection and the connection goes to the vetted address itself (no DNS
+rebinding); TLS still checks the certificate against the host name.
 """
 
 from __future__ import annotations
@@ -21,21 +21,17 @@ import contextlib
 import datetime as dt
 import hashlib
 import hmac
-import ipaddress
 import logging
-import socket
 import ssl
-from collections.abc import Iterable
-from typing import Any
 
 import anyio
 import anyio.to_thread
 import httpcore
 import httpx
 
-from models.imageio import refused_address_reason
 from server.errors import BadRequestError
 from server.jobs._documents import job_document_bytes
+from server.outbound import OutboundRefusedError, VettedAsyncBackend, refused_address_reason, resolve_host
 from server.settings import Settings
 from server.storage.jobs import CallbackRecord, JobFiles, JobStore
 
@@ -50,30 +46,9 @@ _USER_AGENT = b"phota-enhance-local/callbacks"
 _IDLE_RECHECK_S = 5.0
 
 
-class CallbackRefusedError(Exception):
-    """Raised by the callback connection when the host resolves to a refused address."""
-
-
 def sign_body(secret: str, body: bytes) -> str:
     """The ``X-Phota-Signature`` value of ``body``: ``sha256=`` and the hex HMAC-SHA256 under ``secret``."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _ip_or_none(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-
-
-async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses = []
-    for info in infos:
-        ip = _ip_or_none(str(info[4][0]))
-        if ip is not None and ip not in addresses:
-            addresses.append(ip)
-    return addresses
 
 
 async def check_callback_url(url: str, settings: Settings) -> None:
@@ -98,59 +73,14 @@ async def check_callback_url(url: str, settings: Settings) -> None:
         raise BadRequestError("callback_url has no host.")
     if parsed.userinfo:
         raise BadRequestError("callback_url must not carry credentials (user:password@).")
-    literal = _ip_or_none(parsed.host)
-    if literal is not None:
-        addresses = [literal]
-    else:
-        try:
-            addresses = await _resolve(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
-        except OSError as exc:
-            raise BadRequestError(f"callback_url host {parsed.host} could not be resolved.") from exc
+    try:
+        addresses = await resolve_host(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+    except OSError as exc:
+        raise BadRequestError(f"callback_url host {parsed.host} could not be resolved.") from exc
     for ip in addresses:
         reason = refused_address_reason(ip, allow_private=settings.allow_private_urls)
         if reason is not None:
             raise BadRequestError(f"callback_url refused: {parsed.host} is a {reason}.")
-
-
-class _VettedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """Resolves once, refuses the host when any address is refused, connects to the vetted address."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self._inner = httpcore.AnyIOBackend()
-        self._allow_private = allow_private
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        literal = _ip_or_none(host)
-        try:
-            addresses = [literal] if literal is not None else await _resolve(host, port)
-        except OSError as exc:
-            raise httpcore.ConnectError(f"host {host} could not be resolved") from exc
-        for ip in addresses:
-            reason = refused_address_reason(ip, allow_private=self._allow_private)
-            if reason is not None:
-                raise CallbackRefusedError(f"host {host} resolves to a {reason}")
-        last_error: Exception = httpcore.ConnectError(f"host {host} has no address")
-        for ip in addresses:
-            try:
-                return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last_error = exc
-        raise last_error
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise CallbackRefusedError("unix sockets are not allowed for callbacks")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
 
 
 def _ssl_context() -> ssl.SSLContext:
@@ -159,14 +89,14 @@ def _ssl_context() -> ssl.SSLContext:
 
 async def post_callback(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> int:
     """POST ``body`` to ``url`` through a vetted connection and return the HTTP status (the response body
-    is not read). Raises ``CallbackRefusedError``, or ``httpcore``/``TimeoutError`` errors on failure."""
+    is not read). Raises ``OutboundRefusedError``, or ``httpcore``/``TimeoutError`` errors on failure."""
     target = httpx.URL(url)
     request_headers = [(b"Host", target.netloc), (b"User-Agent", _USER_AGENT)]
     request_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     request_headers.append((b"Content-Length", str(len(body)).encode()))
     pool = httpcore.AsyncConnectionPool(
         ssl_context=_ssl_context() if target.scheme == "https" else None,
-        network_backend=_VettedAsyncBackend(settings.allow_private_urls),
+        network_backend=VettedAsyncBackend(settings.allow_private_urls),
         retries=0,
         http1=True,
         http2=False,
@@ -189,7 +119,7 @@ async def post_callback(url: str, body: bytes, headers: dict[str, str], settings
 
 def _failure_reason(exc: BaseException, timeout_s: float) -> str:
     """A short description of a failed delivery for the log and the database (no internal text)."""
-    if isinstance(exc, CallbackRefusedError):
+    if isinstance(exc, OutboundRefusedError):
         return f"refused: {exc}"
     if isinstance(exc, TimeoutError | httpcore.TimeoutException):
         return f"no answer within {timeout_s:g} s"

@@ -21,7 +21,6 @@ Life of a job:
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -30,14 +29,14 @@ from typing import Any
 import anyio.to_thread
 
 from models.errors import EnhanceError
-from models.imageio import decode_image, load_image_source
-from server.engine import Engine
+from models.imageio import decode_image
 from server.errors import NotFoundError, OverloadedError
 from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
-from server.profiles import Identity
+from server.profiles import ProfileCandidates
+from server.runtime import ModelRuntime
 from server.schemas import EnhanceRequest, JobResponse
-from server.service import fetch_policy_of, parameters_header, resolve_candidates, run_enhance, validate_request
+from server.service import load_source, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
@@ -47,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 # Fields of the request that only concern submission; the rest is what the job runs with.
 _SUBMIT_ONLY_FIELDS = {"image", "async_", "callback_url", "client_request_id"}
+# What a job's request carries as its image when it runs (never read: its stored bytes are handed over).
+_STORED_SOURCE = "stored-source"
 # A job directory without a row is left this long before it is swept (a submit may be writing it).
 _ORPHAN_MIN_AGE_S = 3600.0
 
@@ -67,17 +68,17 @@ class JobService:
         *,
         store: JobStore,
         files: JobFiles,
-        engine: Engine,
+        runtime: ModelRuntime,
         worker: EnhanceWorker,
         outputs: LocalFileStore,
         settings: Settings,
         clock: Callable[[], dt.datetime] = _utc_now,
-        identity: Identity | None = None,
+        candidates: ProfileCandidates | None = None,
     ) -> None:
         self.store = store
         self.files = files
-        self._engine = engine
-        self._identity = identity
+        self._runtime = runtime
+        self._candidates = candidates
         self._lane = worker.background_lane()
         self._outputs = outputs
         self._settings = settings
@@ -138,8 +139,7 @@ class JobService:
         """Validate and durably store a job; returns it (the original one for a repeated
         ``client_request_id``). Raises the same domain errors as a synchronous request, and
         ``OverloadedError`` when ``job_queue_size`` jobs are already waiting or running."""
-        validate_request(body)
-        await resolve_candidates(body, account, self._identity)
+        await resolve_candidates(validate_request(body), account, self._candidates)
         if body.callback_url is not None:
             await check_callback_url(body.callback_url, self._settings)
         if body.client_request_id is not None:
@@ -193,8 +193,8 @@ class JobService:
         """Fetch and decode the image, store its bytes, then the row. Returns (job, created); created is
         False when a concurrent submit with the same ``client_request_id`` stored its job first."""
         settings = self._settings
-        data = await anyio.to_thread.run_sync(load_image_source, body.image, fetch_policy_of(settings))
-        # Decoded only to refuse a bad image now; the job decodes the stored bytes again when it runs.
+        data = await load_source(body.image, settings)
+        # Decoded only to refuse a bad image now; the job hands the stored bytes to the pipeline when it runs.
         await anyio.to_thread.run_sync(lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels))
         job = NewJob(
             id=new_job_id(),
@@ -251,17 +251,19 @@ class JobService:
         logger.info("job %s: attempt %d started", job.id, job.attempts)
         try:
             source = await anyio.to_thread.run_sync(self.files.read_source, job.id)
-            body = EnhanceRequest.model_validate({**job.options, "image": base64.b64encode(source).decode("ascii")})
+            # The stored bytes go to the pipeline as they are; the request's image string is not kept.
+            body = EnhanceRequest.model_validate({**job.options, "image": _STORED_SOURCE})
             outcome = await run_enhance(
                 body,
-                engine=self._engine,
+                source=source,
+                runtime=self._runtime,
                 worker=self._lane,
                 files=self._outputs,
                 settings=self._settings,
                 today=job.submitted_on,
                 base_url=job.base_url,
                 account=Account(id=job.account_id),
-                identity=self._identity,
+                candidates=self._candidates,
             )
         except EnhanceError as exc:
             logger.info("job %s: failed with %s: %s", job.id, exc.code, exc.detail)
@@ -274,7 +276,7 @@ class JobService:
         images = outcome.response.images
         if images:
             await anyio.to_thread.run_sync(self.files.save_images, job.id, images)
-        logger.info("job %s: succeeded; parameters %s", job.id, parameters_header(outcome.parameters))
+        logger.info("job %s: succeeded; parameters %s", job.id, parameters_header(outcome.explanation))
         await self._finish(job, result=outcome.response.model_dump(mode="json", exclude={"images"}))
 
     async def _finish(

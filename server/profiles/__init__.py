@@ -1,13 +1,12 @@
-"""Profiles (known identities) and the identity side of enhance.
+"""Profiles (known identities) and the candidates of an enhance request.
 
 * :class:`ProfileService` — add, list, status, picture, delete; background builds that survive restarts.
-* :class:`Identity` — a request's candidate profiles (404 / 400 ``PROFILE_NOT_READY``), the identity
-  guard and ``known_subjects.counts`` on its outputs.
-* :func:`load_face_models` — dlib's face models from the weights folder.
+* :class:`ProfileCandidates` — a request's candidate profiles (404 / 400 ``PROFILE_NOT_READY``),
+  resolved before it is admitted; the identity stage itself is ``models.pipeline.identify``.
 * The bodies of the profiles endpoints (:class:`AddProfileRequest`, ...).
 """
 
-from server.profiles._identity import Identity, identity_policy_of, load_face_models
+from server.profiles._candidates import ProfileCandidates
 from server.profiles._schemas import (
     TIER_RANGES,
     AddProfileRequest,
@@ -23,10 +22,8 @@ __all__ = [
     "AddProfileRequest",
     "AddProfileResponse",
     "DeleteProfileResponse",
-    "Identity",
+    "ProfileCandidates",
     "ProfileIdsResponse",
     "ProfileService",
     "ProfileStatusResponse",
-    "identity_policy_of",
-    "load_face_models",
 ]

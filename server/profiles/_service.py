@@ -39,8 +39,10 @@ from models.faces import (
     face_picture,
     to_uint8,
 )
-from models.imageio import FetchPolicy, decode_image, encode_image, load_image_source
+from models.imageio import decode_image, encode_image
 from server.errors import NotFoundError, ProfileNotReadyError
+from server.image_source import load_image_source
+from server.outbound import FetchPolicy
 from server.profiles._schemas import AddProfileRequest
 from server.settings import Settings
 from server.storage import Account

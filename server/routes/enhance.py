@@ -6,11 +6,11 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from server.deps import (
+    CandidatesDep,
     CurrentAccount,
-    EngineDep,
     FilesDep,
-    IdentityDep,
     JobsDep,
+    RuntimeDep,
     SettingsDep,
     TodayDep,
     WorkerDep,
@@ -44,13 +44,13 @@ async def enhance(
     request: Request,
     response: Response,
     account: CurrentAccount,
-    engine: EngineDep,
+    runtime: RuntimeDep,
     worker: WorkerDep,
     files: FilesDep,
     jobs: JobsDep,
     settings: SettingsDep,
     today: TodayDep,
-    identity: IdentityDep,
+    candidates: CandidatesDep,
 ) -> EditResponse | JSONResponse:
     """Enhance an image: restore and upscale it (2048 px long side for smaller inputs). With
     ``async: true`` the work becomes a job: 202 with its ``poll_url``, and a callback when it ends."""
@@ -64,17 +64,17 @@ async def enhance(
     outcome = await run_with_time_limit(
         run_enhance(
             body,
-            engine=engine,
+            runtime=runtime,
             worker=worker,
             files=files,
             settings=settings,
             today=today,
             base_url=str(request.base_url),
             account=account,
-            identity=identity,
+            candidates=candidates,
         ),
         settings.sync_timeout_s,
         abandon_when=wait_for_disconnect(request.receive),
     )
-    response.headers["X-Enhance-Parameters"] = parameters_header(outcome.parameters)
+    response.headers["X-Enhance-Parameters"] = parameters_header(outcome.explanation)
     return outcome.response

@@ -21,14 +21,16 @@ async def healthz() -> HealthResponse:
 @router.get("/readyz", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}})
 async def readyz(request: Request) -> Response:
     """Ready when the models are loaded and a tiny operation on the device succeeds."""
-    engine = getattr(request.app.state, "engine", None)
-    if engine is None:
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
     try:
-        await anyio.to_thread.run_sync(engine.probe)
+        await anyio.to_thread.run_sync(runtime.probe)
     except Exception:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
-    body = ReadinessResponse(status="ready", device=str(engine.device), network=engine.model.network.name)
+    body = ReadinessResponse(
+        status="ready", device=str(runtime.device), network=runtime.model.network.name, mode=runtime.settings.mode
+    )
     return JSONResponse(body.model_dump())
 
 

@@ -1,4 +1,8 @@
-"""The loaded models and how one enhance request runs through them (blocking; called off the loop)."""
+"""The models on their device: loading them (weights pulled when allowed), probing the device, and
+running one request's pipeline with device errors mapped to the service's errors.
+
+The request itself is conducted by :func:`models.pipeline.enhance_request`; this module only provides
+what it runs on (:attr:`ModelRuntime.pipeline`) and the out-of-memory mapping."""
 
 from __future__ import annotations
 
@@ -8,19 +12,20 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import weights
 from models.errors import ModelOutOfMemoryError
-from models.pipeline import EnhanceOptions, EnhanceResult, enhance_image
-from models.prompt import parse_prompt
+from models.faces import FaceModelFiles, FaceModels, IdentityPolicy
+from models.pipeline import EnhanceOptions, EnhancePipeline, PipelineOutcome, PipelineRequest, enhance_request
 from models.sr import (
+    TEST_NETWORK,
     BatchStats,
     CancelToken,
     MemoryBudget,
     SRModel,
     TileBatcher,
+    build_weightless_model,
     choose_tile_size,
     compile_network,
     get_network,
@@ -41,6 +46,12 @@ NETWORK_SHARE = 0.5
 CPU_BUDGET_BYTES = 8 * 1024**3
 # The network for each content type the analysis can infer (the policy picks one per request).
 CONTENT_NETWORKS = {"photo": "x4plus", "illustration": "x4plus-anime"}
+# dlib's face model files by role (names in the weights manifest).
+FACE_FILES = {
+    "embedder": "dlib-face-recognition-resnet-v1",
+    "landmarks": "dlib-shape-predictor-5",
+    "detector": "dlib-mmod-face-detector",
+}
 
 
 def resolve_device(setting: str) -> torch.device:
@@ -87,40 +98,86 @@ def split_budget(total: int, weights_bytes: int) -> DeviceBudget:
     return DeviceBudget(total=total, weights=weights_bytes, workspace=workspace, requests=free - workspace)
 
 
+def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel]:
+    """The network for each content type on ``device``. Real mode loads the weights (pulling them first
+    when allowed and missing); test mode loads none and gives every content type the weightless
+    stand-in (``TEST_NETWORK``), with a warning in the log."""
+    if settings.mode == "test":
+        logger.warning(
+            "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
+            "(network 'none'), every other stage runs for real. Not for real enhancement."
+        )
+        model = build_weightless_model(get_network(TEST_NETWORK), device)
+        return dict.fromkeys(CONTENT_NETWORKS, model)
+    networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
+    names = sorted({n.weights_name for n in networks.values()})
+    weights_dir = weights_dir_of(settings)
+    if settings.auto_pull_weights:
+        try:
+            weights.verify_weights(weights_dir, names)
+        except weights.WeightsError:
+            logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
+            weights.pull_weights(weights_dir, names)
+    models = {}
+    for content, network in networks.items():
+        state_dict = weights.load_state_dict(network.weights_name, weights_dir)
+        models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
+        logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+    return models
+
+
+def load_face_models(settings: Settings) -> FaceModels:
+    """dlib's face models from the weights folder (pulled first when missing and allowed)."""
+    directory = weights_dir_of(settings)
+    names = list(FACE_FILES.values())
+    if settings.auto_pull_weights:
+        try:
+            weights.verify_model_files(directory, names)
+        except weights.WeightsError:
+            logger.info("face model files missing or invalid in %s: pulling them now", directory)
+            weights.pull_model_files(directory, names)
+    paths: dict[str, Path] = {role: weights.model_file_path(name, directory) for role, name in FACE_FILES.items()}
+    return FaceModels(FaceModelFiles(**paths))
+
+
+def identity_policy_of(settings: Settings) -> IdentityPolicy:
+    return IdentityPolicy(
+        match_threshold=settings.face_match_threshold,
+        guard=settings.identity_guard,
+        max_drift=settings.identity_max_drift,
+        min_face=settings.face_min_size,
+    )
+
+
 @dataclass
-class Engine:
+class ModelRuntime:
     """The networks on their device (``model`` is the photo network; ``models`` maps each content type
-    to its network), the tile batcher that owns the network, the memory budget requests reserve from,
-    and the options every request starts from."""
+    to its network), the face models (``None``: no identity stage), the tile batcher that owns the
+    network, the memory budget requests reserve from, and the options every request starts from."""
 
     model: SRModel
     settings: Settings
     models: dict[str, SRModel] | None = None
+    faces: FaceModels | None = None
     batcher: TileBatcher | None = None
     memory: MemoryBudget | None = None
     budget: DeviceBudget | None = None
     tile: int = field(default=0)
 
     @classmethod
-    def load(cls, settings: Settings, *, on_batch: Callable[[BatchStats], None] | None = None) -> Engine:
+    def load(
+        cls,
+        settings: Settings,
+        *,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        faces: FaceModels | None = None,
+    ) -> ModelRuntime:
         """Load (pulling first when allowed and missing) the weights, build the networks, split the
         memory budget, start the tile batcher and, when ``compile_mode`` is set, compile and warm up
-        the networks for their tile shapes (minutes on a cold cache; before the service is ready)."""
-        networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
-        names = sorted({n.weights_name for n in networks.values()})
-        weights_dir = weights_dir_of(settings)
-        if settings.auto_pull_weights:
-            try:
-                weights.verify_weights(weights_dir, names)
-            except weights.WeightsError:
-                logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
-                weights.pull_weights(weights_dir, names)
+        the networks for their tile shapes (minutes on a cold cache; before the service is ready).
+        ``faces``: the face models the identity stage uses (loaded with :func:`load_face_models`)."""
         device = resolve_device(settings.device)
-        models = {}
-        for content, network in networks.items():
-            state_dict = weights.load_state_dict(network.weights_name, weights_dir)
-            models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
-            logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+        models = load_networks(settings, device)
         total = memory_budget_bytes(settings, device)
         if device.type == "cuda":
             # A hard cap: allocations beyond the budget raise out-of-memory (handled) instead of growing.
@@ -137,7 +194,7 @@ class Engine:
         tile = settings.tile_size or choose_tile_size(
             photo, max_tile=settings.max_tile_size, cpu_tile=settings.cpu_tile_size, workspace_bytes=budget.workspace
         )
-        if settings.compile_mode != "off":
+        if settings.compile_mode != "off" and settings.mode != "test":
             sides = [side for side in settings.compile_tile_side_list if side <= tile]
             cache_dir = settings.compile_cache_dir or settings.data_dir / "compile-cache"
             for content, model in list(models.items()):
@@ -157,6 +214,7 @@ class Engine:
             model=models["photo"],
             settings=settings,
             models=models,
+            faces=faces,
             batcher=batcher,
             memory=MemoryBudget(budget.requests),
             budget=budget,
@@ -172,7 +230,7 @@ class Engine:
     def device(self) -> torch.device:
         return self.model.device
 
-    def options(self, num_outputs: int) -> EnhanceOptions:
+    def options(self, num_outputs: int = 1) -> EnhanceOptions:
         s = self.settings
         on_cuda = self.device.type == "cuda"
         tile = self.tile or s.tile_size
@@ -186,35 +244,32 @@ class Engine:
             overlap=s.tile_overlap,
             batch_size=s.tile_batch_size,
             tile_quantum=TILE_QUANTUM,
+            max_input_pixels=s.max_pixels,
+            jpeg_quality=s.jpeg_quality,
+            png_compress_level=s.png_compress_level,
         )
 
-    def enhance(
-        self,
-        rgb: np.ndarray,
-        alpha: np.ndarray | None,
-        num_outputs: int,
-        *,
-        prompt: str | None = None,
-        source: bytes | None = None,
-        cancel: CancelToken | None = None,
-    ) -> EnhanceResult:
-        """Analyse, steer by ``prompt`` and enhance one decoded image; ``source`` is its file bytes
-        (a JPEG's quantisation tables give its quality exactly). The network's tiles go through the
-        batcher (shared with every other request); ``cancel`` stops it early. Running out of device
-        memory outside the network (which retries with smaller tiles itself) raises
+    @property
+    def pipeline(self) -> EnhancePipeline:
+        """What a request runs through: the networks, the face models, the batcher and the budget."""
+        return EnhancePipeline(
+            networks=self.models or {"photo": self.model},
+            options=self.options(),
+            faces=self.faces,
+            identity=identity_policy_of(self.settings),
+            runner=self.batcher,
+            memory=self.memory,
+        )
+
+    def run(self, request: PipelineRequest, cancel: CancelToken | None = None) -> PipelineOutcome:
+        """Run one request through the pipeline (blocking; in a worker slot). The network's tiles go
+        through the batcher (shared with every other request); ``cancel`` stops it early. Running out
+        of device memory outside the network (which retries with smaller tiles itself) raises
         ``ModelOutOfMemoryError`` (503 with ``Retry-After``)."""
         try:
-            return enhance_image(
-                rgb,
-                alpha,
-                self.models or {"photo": self.model},
-                self.options(num_outputs),
-                steering=parse_prompt(prompt),
-                source=source,
-                runner=self.batcher,
-                memory=self.memory,
-                cancel=cancel,
-            )
+            outcome = enhance_request(request, self.pipeline, cancel)
+            outcome.explanation.mode = self.settings.mode
+            return outcome
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

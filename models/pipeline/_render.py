@@ -1,4 +1,4 @@
-"""The enhance pipeline for one decoded image: analyse, decide, one network pass, one render per output."""
+"""The super-resolve stage: one network pass over the decoded image, one render per output."""
 
 from __future__ import annotations
 
@@ -6,23 +6,15 @@ import math
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from models.analysis import ImageAnalysis, analyse_image
+from models.analysis import ImageAnalysis
+from models.pipeline._explain import NetworkRun
 from models.pipeline._ops import adjust_tone, back_project, ellipse_mask, gaussian_blur, resize, sharpen
-from models.pipeline._policy import (
-    VARIATIONS,
-    EnhancePlan,
-    OutputParameters,
-    Variation,
-    infer_parameters,
-    output_size,
-)
-from models.prompt import Steering
+from models.pipeline._policy import VARIATIONS, EnhancePlan, OutputParameters, Variation, output_size
 from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner, upscale
 
 # Sharpening radius, in network-input pixels (scaled to the output): 0.375 → 1.5 output px at ×4.
@@ -36,7 +28,9 @@ class EnhanceOptions:
     """Per-request knobs from the operator's settings. ``network_max_side`` caps the long side of what
     the network sees (its output is then resized to the target); tile sizes are in network input
     pixels, padded to a multiple of ``tile_quantum`` (so tiles of many requests share shapes and
-    batch together). ``detect_faces`` runs the face detector during analysis."""
+    batch together). ``detect_faces`` runs the face detector during analysis. Decoding caps inputs
+    at ``max_input_side`` (long side) and refuses more than ``max_input_pixels``; encoding uses
+    ``jpeg_quality`` and ``png_compress_level``."""
 
     num_outputs: int = 1
     target_long_side: int = 2048
@@ -47,6 +41,10 @@ class EnhanceOptions:
     batch_size: int = 4
     tile_quantum: int = 1
     detect_faces: bool = True
+    max_input_side: int = 4096
+    max_input_pixels: int = 100_000_000
+    jpeg_quality: int = 95
+    png_compress_level: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_outputs <= len(VARIATIONS):
@@ -67,9 +65,15 @@ class EnhancedImage:
 
 
 @dataclass(frozen=True)
-class EnhanceResult:
+class Rendered:
+    """What the super-resolve stage made: the outputs, the sizes it worked at (``(width, height)``),
+    the network pass, and its timings (seconds)."""
+
     images: list[EnhancedImage]
-    report: dict[str, Any]
+    network_input: tuple[int, int]
+    output: tuple[int, int]
+    run: NetworkRun
+    timings: dict[str, float]
 
 
 def plan_output_size(width: int, height: int, *, target_long_side: int = 2048, max_side: int = 4096) -> tuple[int, int]:
@@ -134,54 +138,40 @@ def _to_host_uint8(image: torch.Tensor) -> np.ndarray:
     return host[:, :, 0] if host.shape[2] == 1 else host
 
 
-def _round(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in values.items()}
-
-
-def enhance_image(
+def super_resolve(
     rgb: np.ndarray,
     alpha: np.ndarray | None,
+    analysis: ImageAnalysis,
+    decided: EnhancePlan,
     models: SRModel | Mapping[str, SRModel],
     options: EnhanceOptions,
     *,
-    steering: Steering | None = None,
-    source: bytes | None = None,
-    analysis: ImageAnalysis | None = None,
     runner: TileRunner | None = None,
     memory: MemoryBudget | None = None,
     cancel: CancelToken | None = None,
-) -> EnhanceResult:
-    """Enhance one image into ``options.num_outputs`` variations.
+) -> Rendered:
+    """Render ``decided``'s outputs of one image: one network pass, one render per output.
 
     ``rgb``: float32 H×W×3 in [0, 1], sRGB, RGB order. ``alpha``: float32 H×W in [0, 1] or None.
-    ``models``: one model, or a mapping from content ("photo", "illustration") to the model for it.
-    ``steering``: the parsed prompt; ``source``: the original file bytes (JPEG tables);
-    ``analysis``: a precomputed analysis (else it is computed here). ``runner`` runs the network's
-    tiles (default: directly in this thread); ``memory`` is the device budget this request reserves
-    its buffers from (:func:`request_device_bytes`) before it uploads anything; a set ``cancel``
-    stops the request at the next checkpoint with ``RequestCancelledError``.
+    ``analysis``: the image's measurements (its faces and colour cast are used here); ``decided``: the
+    policy's plan (``infer_parameters``). ``models``: one model, or a mapping from content ("photo",
+    "illustration") to the model for it. ``runner`` runs the network's tiles (default: directly in
+    this thread); ``memory`` is the device budget this request reserves its buffers from
+    (:func:`request_device_bytes`) before it uploads anything; a set ``cancel`` stops the request at
+    the next checkpoint with ``RequestCancelledError``.
 
-    The image is analysed, the policy decides the parameters (``infer_parameters``), the network runs
-    once, and every output is rendered from that one pass: blend over a bicubic upscale, grain,
-    back-projection, sharpening, face protection, tone. Alpha is resized on its own (bicubic) and
-    never dropped. Outputs are quantised to uint8 on the device. Deterministic. Raises ``ValueError``
-    for inputs of the wrong type or shape.
+    Every output is rendered from the one pass: blend over a bicubic upscale, grain, back-projection,
+    sharpening, face protection, tone. Alpha is resized on its own (bicubic) and never dropped.
+    Outputs are quantised to uint8 on the device. Deterministic. Raises ``ValueError`` for inputs of
+    the wrong type or shape.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.float32:
         raise ValueError(f"expected float32 H×W×3, got {rgb.dtype} {rgb.shape}")
     if alpha is not None and alpha.shape != rgb.shape[:2]:
         raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    if analysis is None:
-        # With alpha, the image is judged as it is seen: over white (hidden pixels carry arbitrary colour).
-        seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
-        analysis = analyse_image(seen, source, detect=options.detect_faces)
-    timings["analysis_s"] = time.perf_counter() - started
-    decided: EnhancePlan = infer_parameters(analysis, steering, options.num_outputs)
     plan = decided.plan
     model, fell_back = _select_model(models, plan.content)
-
     mark = time.perf_counter()
     height, width = rgb.shape[:2]
     out_w, out_h = output_size(
@@ -224,8 +214,9 @@ def enhance_image(
         mark = time.perf_counter()
         restored = resize(restored_net, out_h, out_w)
         base = resize(source_t, out_h, out_w).clamp(0.0, 1.0)
-        # What the network removed (noise, grain, artefacts and some fine texture), at output size.
-        removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
+        # What the network removed (noise, grain, artefacts and some fine texture), at output size; only
+        # outputs with grain use it, so it is computed once, when the first of them needs it.
+        removed: torch.Tensor | None = None
         face_mask = None
         if plan.protect_faces and analysis.faces:
             ratio = out_w / width
@@ -242,6 +233,8 @@ def enhance_image(
                 cancel.raise_if_cancelled()
             out = torch.lerp(base, restored, params.strength)
             if params.grain > 0:
+                if removed is None:
+                    removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
                 out = out + params.grain * removed
             out = back_project(
                 out.clamp(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
@@ -265,25 +258,16 @@ def enhance_image(
             )
         timings["render_s"] = time.perf_counter() - mark
 
-    report: dict[str, Any] = {
-        "input": [width, height],
-        "network_input": [net_w, net_h],
-        "output": [out_w, out_h],
-        "network": model.network.name,
-        **({"network_fallback": f"no {plan.content} network loaded"} if fell_back else {}),
-        "device": device.type,
-        "dtype": upscale_report.dtype,
-        "tile": upscale_report.tile,
-        "overlap": upscale_report.overlap,
-        "tiles": upscale_report.tiles,
-        "batches": upscale_report.batches,
-        "oom_retries": upscale_report.oom_retries,
-        "nan_fallbacks": upscale_report.nan_fallbacks,
-        "estimates": analysis.report(),
-        "prompt": steering.report() if steering is not None else None,
-        **decided.report(),
-        "variations": [{"name": im.variation.name, **_round(asdict(im.parameters))} for im in images],
-        "alpha": alpha is not None,
-        "timings": {k: round(v, 4) for k, v in timings.items()},
-    }
-    return EnhanceResult(images=images, report=report)
+    run = NetworkRun(
+        network=model.network.name,
+        fallback=f"no {plan.content} network loaded" if fell_back else None,
+        device=device.type,
+        dtype=upscale_report.dtype,
+        tile=upscale_report.tile,
+        overlap=upscale_report.overlap,
+        tiles=upscale_report.tiles,
+        batches=upscale_report.batches,
+        oom_retries=upscale_report.oom_retries,
+        nan_fallbacks=upscale_report.nan_fallbacks,
+    )
+    return Rendered(images=images, network_input=(net_w, net_h), output=(out_w, out_h), run=run, timings=timings)

@@ -1,4 +1,13 @@
-"""The API's ``image`` string: an http(s) URL, a ``data:`` URL, or raw base64 — detected automatically."""
+"""The API's ``image`` string to the image file's bytes: an http(s) URL (fetched by
+:mod:`server.outbound`), a ``data:`` URL, or raw base64 — detected automatically.
+
+* Detection order: ``http://``/``https://`` → fetch; ``data:...;base64,`` → payload (the media type is
+  ignored, since content is sniffed); any other ``scheme:`` → :class:`~models.errors.ImageFetchError`
+  (a colon never occurs in base64); else raw base64, with whitespace/newlines ignored, missing padding
+  tolerated and the URL-safe alphabet accepted (not mixed with ``+``/``/``). Bad base64 →
+  :class:`~models.errors.InvalidImageError` naming the first bad character and its position.
+* ``FetchPolicy.max_bytes`` also bounds inline (base64) payloads.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +16,7 @@ import re
 import urllib.parse
 
 from models.errors import ImageFetchError, InvalidImageError
-from models.imageio._fetch import FetchPolicy, fetch_url
+from server.outbound import FetchPolicy, fetch_url
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 _DATA_URL_RE = re.compile(r"data:([^,]*),", re.IGNORECASE | re.DOTALL)

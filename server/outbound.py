@@ -1,10 +1,32 @@
-"""Fetching an image URL safely: http(s) only, vetted addresses, manual redirects, byte and time limits.
+"""Outbound HTTP under one address policy: image URLs (fetched) and job callbacks (posted).
 
-How the address check cannot be bypassed: the connection is made by :class:`_VettedNetworkBackend`, an
-``httpcore`` network backend that resolves the host name once with ``getaddrinfo``, refuses the whole
-host when any resolved address is refused, and then connects to the vetted IP address itself, so a second
-DNS answer (DNS rebinding) is never consulted. TLS still verifies the certificate against, and sends SNI
+Every outbound connection of the service goes through a network backend of this module that
+resolves the host name once, refuses the whole host when any resolved address is refused
+(:func:`refused_address_reason`), and connects to the vetted IP address itself, so a second DNS
+answer (DNS rebinding) is never consulted. TLS still verifies the certificate against, and sends SNI
 for, the original host name, and the ``Host`` header carries the original name.
+
+* :func:`fetch_url` under a :class:`FetchPolicy` — blocking image download (redirects re-checked by
+  hand, byte and time limits); every failure is an :class:`~models.errors.ImageFetchError`.
+* :class:`VettedAsyncBackend`, :func:`resolve_host` — the same vetting for asynchronous clients
+  (webhook callbacks); a refused address raises :class:`OutboundRefusedError`.
+* :func:`refused_address_reason`, :func:`literal_ip` — the address rules themselves.
+
+Rules (exercised by ``tests/test_imageio_fetch.py`` and ``tests/test_jobs_callbacks.py``):
+
+* A host is refused when *any* of its addresses is refused (a name that mixes public and private
+  answers is treated as hostile). IPv4 addresses embedded in IPv6 (mapped, NAT64, 6to4) are judged
+  as IPv4.
+* Without ``allow_private``: loopback, RFC 1918 and fc00::/7, link-local, CGNAT 100.64/10, site-local,
+  reserved, documentation and every other non-global range are refused. Cloud metadata addresses
+  (169.254.169.254, fd00:ec2::254, ...), unspecified and multicast addresses are refused even with
+  ``allow_private``. Literal IPs are refused before any connection attempt; host names right after
+  resolution, before connecting.
+* Image fetches: URLs with credentials (``user:pass@``) are refused. Redirects (301/302/303/307/308)
+  are followed by hand, each hop re-checked; the method stays GET. ``timeout_s`` bounds the whole
+  fetch (DNS, every hop, the body): each socket operation is clamped to the time left.
+  ``Accept-Encoding: identity``. Every failure's detail names the refusal or limit; internal
+  exception text is never put in a detail.
 """
 
 from __future__ import annotations
@@ -20,6 +42,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import httpcore
 import httpx
 
@@ -171,7 +194,7 @@ def check_fetch_url(url: str | httpx.URL, policy: FetchPolicy) -> httpx.URL:
         raise ImageFetchError("image URL has no host")
     if parsed.userinfo:
         raise ImageFetchError("image URLs with embedded credentials (user:password@) are not allowed")
-    literal = _literal_ip(parsed.host)
+    literal = literal_ip(parsed.host)
     if literal is not None:
         reason = refused_address_reason(literal, allow_private=policy.allow_private)
         if reason is not None:
@@ -179,8 +202,8 @@ def check_fetch_url(url: str | httpx.URL, policy: FetchPolicy) -> httpx.URL:
     return parsed
 
 
-def _literal_ip(host: str) -> IPAddress | None:
-    """The IP address a URL host spells literally, or ``None`` for a host name."""
+def literal_ip(host: str) -> IPAddress | None:
+    """The IP address a URL host spells literally (brackets and zone ignored), or ``None`` for a host name."""
     try:
         return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
     except ValueError:
@@ -409,7 +432,7 @@ def _resolve(host: str, port: int, timeout: float, policy: FetchPolicy) -> list[
     Raises:
         ImageFetchError: resolution failed, returned nothing usable, or took too long.
     """
-    literal = _literal_ip(host)
+    literal = literal_ip(host)
     if literal is not None:
         return [literal]
     result: list[Any] = []
@@ -479,3 +502,72 @@ class _DeadlineStream(httpcore.NetworkStream):
     def get_extra_info(self, info: str) -> Any:
         """Delegate to the underlying stream."""
         return self._inner.get_extra_info(info)
+
+
+class OutboundRefusedError(Exception):
+    """Raised by :class:`VettedAsyncBackend` when a host resolves to a refused address (or a unix
+    socket is asked for); the message names the rule."""
+
+
+async def resolve_host(host: str, port: int) -> list[IPAddress]:
+    """``host``'s distinct IP addresses (a literal IP is returned as is), resolved once without
+    blocking the event loop. Raises ``OSError`` when resolution fails."""
+    literal = literal_ip(host)
+    if literal is not None:
+        return [literal]
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for info in infos:
+        ip = literal_ip(str(info[4][0]))
+        if ip is not None and ip not in addresses:
+            addresses.append(ip)
+    return addresses
+
+
+class VettedAsyncBackend(httpcore.AsyncNetworkBackend):
+    """An async httpcore backend that resolves once, refuses the host when any address is refused
+    (``allow_private`` as in :func:`refused_address_reason`) and connects to the vetted address."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self._inner = httpcore.AnyIOBackend()
+        self._allow_private = allow_private
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Resolve ``host``, vet every address, connect to the first vetted one that answers.
+
+        Raises:
+            OutboundRefusedError: the host resolves to a refused address.
+            httpcore.ConnectError: the host does not resolve, or no vetted address accepted the connection.
+        """
+        try:
+            addresses = await resolve_host(host, port)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"host {host} could not be resolved") from exc
+        for ip in addresses:
+            reason = refused_address_reason(ip, allow_private=self._allow_private)
+            if reason is not None:
+                raise OutboundRefusedError(f"host {host} resolves to a {reason}")
+        last_error: Exception = httpcore.ConnectError(f"host {host} has no address")
+        for ip in addresses:
+            try:
+                return await self._inner.connect_tcp(str(ip), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        raise last_error
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        """Unix sockets are never used for outbound requests."""
+        raise OutboundRefusedError("unix sockets are not allowed for outbound requests")
+
+    async def sleep(self, seconds: float) -> None:
+        """Delegate to the default backend."""
+        await self._inner.sleep(seconds)

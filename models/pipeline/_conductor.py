@@ -1,0 +1,274 @@
+"""One enhance request, conducted from the file's bytes to the encoded outputs and their explanation.
+
+:func:`enhance_request` is the whole request, in one worker slot, as seven stages in order:
+decode, analyse, steer, super-resolve, identify, encode, explain. Each stage is a function of this
+module (super-resolve: :func:`models.pipeline.super_resolve`) that can be called on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import numpy as np
+
+from models.analysis import ImageAnalysis, analyse_image
+from models.faces import FaceModels, IdentityPolicy, IdentityResult, KnownProfile, identify_outputs
+from models.imageio import DecodedImage, decode_image, encode_image, flatten_alpha
+from models.pipeline._explain import Explanation, Timings, VariationReport
+from models.pipeline._policy import EnhancePlan, infer_parameters
+from models.pipeline._render import EnhancedImage, EnhanceOptions, Rendered, super_resolve
+from models.prompt import Steering, parse_prompt
+from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner
+
+OutputFormat = Literal["png", "jpg"]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PipelineRequest:
+    """One request as the pipeline needs it: the image file's ``source`` bytes, how many outputs, the
+    caller's ``prompt``, the ``output_format`` asked for (``None``: ``default_format``, or PNG when the
+    input has alpha) and the ``candidates`` (profiles already resolved and READY) to count."""
+
+    source: bytes
+    num_outputs: int = 1
+    prompt: str | None = None
+    output_format: OutputFormat | None = None
+    default_format: OutputFormat = "png"
+    candidates: Sequence[KnownProfile] = ()
+
+
+@dataclass(frozen=True)
+class EnhancePipeline:
+    """The loaded models a request runs through and the operator's knobs: the super-resolution
+    ``networks`` by content ("photo", "illustration"), the ``faces`` models (``None``: no identity
+    stage), the ``identity`` policy, the ``runner`` that batches network tiles across requests and
+    the device ``memory`` budget requests reserve from. Holds no per-request state."""
+
+    networks: SRModel | Mapping[str, SRModel]
+    options: EnhanceOptions = field(default_factory=EnhanceOptions)
+    faces: FaceModels | None = None
+    identity: IdentityPolicy = field(default_factory=IdentityPolicy)
+    runner: TileRunner | None = None
+    memory: MemoryBudget | None = None
+
+
+@dataclass(frozen=True)
+class Steered:
+    """The steer stage's outcome: the parsed prompt (``None`` without one) and the policy's plan."""
+
+    steering: Steering | None
+    decided: EnhancePlan
+
+
+@dataclass(frozen=True)
+class PipelineOutcome:
+    """The encoded ``outputs`` (one file each, in ``output_format``), ``counts`` of candidates for
+    ``known_subjects`` and the request's :class:`Explanation`."""
+
+    outputs: list[bytes]
+    output_format: OutputFormat
+    counts: dict[str, int]
+    explanation: Explanation
+
+
+def enhance_request(
+    request: PipelineRequest, pipeline: EnhancePipeline, cancel: CancelToken | None = None
+) -> PipelineOutcome:
+    """Run one request through the seven stages (blocking; call it in a worker slot). ``cancel``
+    stops it at the next checkpoint with ``RequestCancelledError``. Raises the decoder's
+    ``InvalidImageError``/``UnsupportedFormatError`` and ``ValueError`` for a bad ``num_outputs``."""
+    options = replace(pipeline.options, num_outputs=request.num_outputs)
+    spent = Timings()
+    decoded = _timed(spent, "decode_s", decode, request.source, options)
+    analysis = _timed(
+        spent, "analysis_s", analyse, decoded.rgb, request.source, decoded.alpha, detect=options.detect_faces
+    )
+    steered = steer(analysis, request.prompt, options.num_outputs)
+    rendered = super_resolve(
+        decoded.rgb, decoded.alpha, analysis, steered.decided, pipeline.networks, options,
+        runner=pipeline.runner, memory=pipeline.memory, cancel=cancel,
+    )  # fmt: skip
+    identified = _timed(
+        spent, "identity_s", identify,
+        decoded.rgb, [image.rgb for image in rendered.images], pipeline.faces, request.candidates, pipeline.identity,
+    )  # fmt: skip
+    fmt, alpha_note = choose_format(request.output_format, request.default_format, decoded.alpha is not None)
+    files = _timed(spent, "encode_s", encode, identified.images, rendered.images, fmt, decoded.exif, options)
+    explanation = explain(
+        _size(decoded.rgb), analysis, steered, rendered, spent,
+        decoded=decoded, identified=identified, output_format=fmt, alpha_note=alpha_note,
+    )  # fmt: skip
+    return PipelineOutcome(files, fmt, identified.counts, explanation)
+
+
+# --- the stages, in order ---------------------------------------------------------------------------
+
+
+def decode(source: bytes, options: EnhanceOptions) -> DecodedImage:
+    """Decode stage: the file's bytes to upright sRGB pixels, long side capped at
+    ``options.max_input_side``. Raises ``InvalidImageError`` or ``UnsupportedFormatError``."""
+    return decode_image(source, max_side=options.max_input_side, max_pixels=options.max_input_pixels)
+
+
+def analyse(
+    rgb: np.ndarray, source: bytes | None = None, alpha: np.ndarray | None = None, *, detect: bool = True
+) -> ImageAnalysis:
+    """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB). With ``alpha``
+    (float32 H×W), the image is judged as it is seen: over white (hidden pixels carry arbitrary
+    colour). ``source`` (the file's bytes) gives a JPEG's quality exactly; ``detect`` finds faces."""
+    seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
+    return analyse_image(seen, source, detect=detect)
+
+
+def steer(analysis: ImageAnalysis, prompt: str | Steering | None, num_outputs: int) -> Steered:
+    """Steer stage: read the prompt (once) and let the policy decide every output's parameters."""
+    steering = parse_prompt(prompt) if isinstance(prompt, str) or prompt is None else prompt
+    return Steered(steering=steering, decided=infer_parameters(analysis, steering, num_outputs))
+
+
+def identify(
+    source: np.ndarray,
+    outputs: list[np.ndarray],
+    faces: FaceModels | None,
+    candidates: Sequence[KnownProfile],
+    policy: IdentityPolicy,
+) -> IdentityResult:
+    """Identify stage: find the input's faces, guard them on every output (softening a face whose
+    identity drifted) and count the ``candidates`` seen (``models.faces.identify_outputs``). Without
+    face models the outputs pass unchanged, nothing counted and no report."""
+    if faces is None:
+        return IdentityResult(list(outputs), {}, {})
+    return identify_outputs(source, outputs, faces, candidates, policy)
+
+
+def choose_format(
+    requested: OutputFormat | None, default: OutputFormat, has_alpha: bool
+) -> tuple[OutputFormat, str | None]:
+    """The output format and the note on the input's alpha: the caller's choice (jpg flattens alpha
+    onto white), else PNG when the input has alpha, else ``default``."""
+    if requested is not None:
+        return requested, ("flattened onto white: jpg has no alpha" if requested == "jpg" and has_alpha else None)
+    if has_alpha:
+        return "png", "kept: png chosen because the input has alpha"
+    return default, None
+
+
+def encode(
+    images: Sequence[np.ndarray],
+    rendered: Sequence[EnhancedImage],
+    output_format: OutputFormat,
+    exif: bytes | None,
+    options: EnhanceOptions,
+) -> list[bytes]:
+    """Encode stage: each output (``images``, after identity; alpha from ``rendered``) as a PNG or JPEG
+    file with the sRGB profile and the source's EXIF; JPEG flattens alpha onto white."""
+    encoded = []
+    for rgb, image in zip(images, rendered, strict=True):
+        pixels, alpha = rgb, image.alpha
+        if output_format == "jpg" and alpha is not None:
+            pixels, alpha = flatten_alpha(pixels, alpha), None
+        encoded.append(
+            encode_image(
+                pixels,
+                alpha,
+                output_format,
+                exif=exif,
+                jpeg_quality=options.jpeg_quality,
+                png_compress_level=options.png_compress_level,
+            )
+        )
+    return encoded
+
+
+def explain(
+    input_size: tuple[int, int],
+    analysis: ImageAnalysis,
+    steered: Steered,
+    rendered: Rendered,
+    timings: Timings,
+    *,
+    decoded: DecodedImage | None = None,
+    identified: IdentityResult | None = None,
+    output_format: OutputFormat | None = None,
+    alpha_note: str | None = None,
+) -> Explanation:
+    """Explain stage: what was measured, decided and done, for ``X-Enhance-Parameters``.
+    ``input_size`` is the decoded image's (width, height); without ``identified`` (or with an empty
+    report: no face models) there is no identity section and no ``identity_s``."""
+    identity = identified.report if identified is not None and identified.report else None
+    return Explanation(
+        input=input_size,
+        network_input=rendered.network_input,
+        output=rendered.output,
+        run=rendered.run,
+        estimates=analysis.report(),
+        prompt=steered.steering.report() if steered.steering is not None else None,
+        decision=steered.decided.report(),
+        variations=[VariationReport.of(image.variation, image.parameters) for image in rendered.images],
+        timings=replace(timings, **rendered.timings, identity_s=timings.identity_s if identity is not None else None),
+        alpha=alpha_note,
+        source_format=decoded.source_format if decoded is not None else None,
+        original_size=decoded.original_size if decoded is not None else None,
+        output_format=output_format,
+        identity=identity,
+    )
+
+
+@dataclass(frozen=True)
+class EnhanceResult:
+    """An already-decoded image's outputs (uint8 on the host, not encoded) and their explanation."""
+
+    images: list[EnhancedImage]
+    explanation: Explanation
+
+    @property
+    def report(self) -> dict[str, Any]:
+        """The explanation as ``X-Enhance-Parameters`` JSON."""
+        return self.explanation.to_json()
+
+
+def enhance_image(
+    rgb: np.ndarray,
+    alpha: np.ndarray | None,
+    models: SRModel | Mapping[str, SRModel],
+    options: EnhanceOptions,
+    *,
+    steering: Steering | None = None,
+    source: bytes | None = None,
+    analysis: ImageAnalysis | None = None,
+    runner: TileRunner | None = None,
+    memory: MemoryBudget | None = None,
+    cancel: CancelToken | None = None,
+) -> EnhanceResult:
+    """The analyse, steer and super-resolve stages on an already-decoded image (no identity, no
+    encoding): what the quality benchmark and the pixel tests run. ``rgb``, ``alpha``: as
+    :func:`super_resolve` takes them; ``steering``: the parsed prompt; ``source``: the original file
+    bytes (JPEG tables); ``analysis``: a precomputed analysis (else it is computed here)."""
+    timings = Timings()
+    if analysis is None:
+        analysis = _timed(timings, "analysis_s", analyse, rgb, source, alpha, detect=options.detect_faces)
+    steered = (
+        steer(analysis, steering, options.num_outputs)
+        if steering is not None
+        else Steered(None, infer_parameters(analysis, None, options.num_outputs))
+    )
+    rendered = super_resolve(rgb, alpha, analysis, steered.decided, models, options,
+                             runner=runner, memory=memory, cancel=cancel)  # fmt: skip
+    return EnhanceResult(rendered.images, explain(_size(rgb), analysis, steered, rendered, timings))
+
+
+def _size(rgb: np.ndarray) -> tuple[int, int]:
+    return int(rgb.shape[1]), int(rgb.shape[0])
+
+
+def _timed(timings: Timings, name: str, stage: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run ``stage`` and record its seconds as ``timings.<name>``."""
+    started = time.perf_counter()
+    value = stage(*args, **kwargs)
+    setattr(timings, name, time.perf_counter() - started)
+    return value

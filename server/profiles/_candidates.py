@@ -1,0 +1,38 @@
+"""A request's candidate profiles: the caller's own, READY, resolved before the request is admitted."""
+
+from __future__ import annotations
+
+from models.faces import KnownProfile
+from server.errors import NotFoundError, ProfileNotReadyError
+from server.storage.profiles import ProfileStore
+
+
+class ProfileCandidates:
+    """Turns a request's candidate profile ids into the profiles the identity stage matches against."""
+
+    def __init__(self, store: ProfileStore) -> None:
+        self._store = store
+
+    def resolve(self, account_id: str, profile_ids: list[str]) -> list[KnownProfile]:
+        """The account's READY profiles ``profile_ids`` (blocking).
+
+        Raises:
+            NotFoundError: an id is unknown or belongs to another account.
+            ProfileNotReadyError: a profile exists but is not READY.
+        """
+        found = self._store.ready_embeddings(account_id, profile_ids)
+        for profile_id in profile_ids:
+            if profile_id not in found:
+                raise NotFoundError(f"Unknown profile id {profile_id!r}.")
+        for profile_id in profile_ids:
+            status, _ = found[profile_id]
+            if status != "READY":
+                raise ProfileNotReadyError(
+                    f"Profile {profile_id!r} is {status}, not READY; poll GET /v1/phota/profiles/{profile_id}/status."
+                )
+        return [
+            KnownProfile(profile_id=profile_id, centroid=embeddings.mean(axis=0))
+            for profile_id in profile_ids
+            for _, embeddings in [found[profile_id]]
+            if embeddings is not None
+        ]

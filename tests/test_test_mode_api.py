@@ -1,0 +1,132 @@
+"""Test mode (``ENHANCE_MODE=test``) keeps the enhance contract: the API suite's own checks run again
+here with the environment in test mode (every ``Settings`` the reused tests build reads it), and the
+labels of test mode are checked where a client sees them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from tests.test_api_enhance import (
+    HEADERS,
+    client,
+    photo_b64,
+    test_alpha_is_kept_in_png_and_flattened_in_jpg,
+    test_bad_requests_are_400_with_a_precise_code,
+    test_body_over_the_limit_is_413,
+    test_body_validation_is_422_in_fastapi_shape,
+    test_default_output_format_follows_the_hosted_schedule,
+    test_default_output_format_is_overridable_by_configuration,
+    test_enhance_returns_a_2k_image_in_the_hosted_shape,
+    test_full_queue_is_503_with_retry_after_while_admitted_requests_finish,
+    test_health_readiness_and_metrics_need_no_key,
+    test_jpg_output_embeds_srgb_and_keeps_exif_without_orientation,
+    test_missing_or_unknown_key_is_401,
+    test_num_output_images_gives_distinct_deterministic_variations,
+    test_openapi_document_uses_the_hosted_names,
+    test_request_id_is_generated_when_missing_or_insane,
+    test_second_account_key_is_accepted,
+    test_tampered_download_url_is_forbidden,
+    test_unexpected_failure_is_a_generic_500,
+    test_unknown_fields_are_ignored,
+    test_unknown_profile_candidates_are_404,
+    test_unknown_route_is_404_with_code,
+    test_unsupported_format_is_400,
+    test_urls_mode_returns_signed_links_fetchable_without_a_key,
+)
+from tests.test_prompt_api import (
+    test_prompt_changes_the_reported_parameters,
+    test_prompt_size_intent_changes_the_output_size,
+)
+
+# Fixtures and tests of the API suites, collected again in this module (so in test mode).
+__all__ = [
+    "client",
+    "photo_b64",
+    "test_alpha_is_kept_in_png_and_flattened_in_jpg",
+    "test_bad_requests_are_400_with_a_precise_code",
+    "test_body_over_the_limit_is_413",
+    "test_body_validation_is_422_in_fastapi_shape",
+    "test_default_output_format_follows_the_hosted_schedule",
+    "test_default_output_format_is_overridable_by_configuration",
+    "test_enhance_returns_a_2k_image_in_the_hosted_shape",
+    "test_full_queue_is_503_with_retry_after_while_admitted_requests_finish",
+    "test_health_readiness_and_metrics_need_no_key",
+    "test_jpg_output_embeds_srgb_and_keeps_exif_without_orientation",
+    "test_missing_or_unknown_key_is_401",
+    "test_num_output_images_gives_distinct_deterministic_variations",
+    "test_openapi_document_uses_the_hosted_names",
+    "test_prompt_changes_the_reported_parameters",
+    "test_prompt_size_intent_changes_the_output_size",
+    "test_request_id_is_generated_when_missing_or_insane",
+    "test_second_account_key_is_accepted",
+    "test_tampered_download_url_is_forbidden",
+    "test_unexpected_failure_is_a_generic_500",
+    "test_unknown_fields_are_ignored",
+    "test_unknown_profile_candidates_are_404",
+    "test_unknown_route_is_404_with_code",
+    "test_unsupported_format_is_400",
+    "test_urls_mode_returns_signed_links_fetchable_without_a_key",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def test_mode_environment() -> Iterator[None]:
+    """``ENHANCE_MODE=test`` for everything this module builds, the reused fixtures included."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENHANCE_MODE", "test")
+        yield
+
+
+def test_reused_suite_runs_without_any_network_weights(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    assert runtime.settings.mode == "test"
+    models = runtime.models.values()
+    assert {model.network.name for model in models} == {"none"}
+    assert sum(p.numel() for model in models for p in model.fast.parameters()) == 0
+
+
+def test_enhance_is_labelled_test_mode_in_its_parameters(client: TestClient, photo_b64: str) -> None:
+    response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, "num_output_images": 2})
+    assert response.status_code == 200
+    parameters = json.loads(response.headers["X-Enhance-Parameters"])
+    assert parameters["mode"] == "test" and parameters["network"] == "none"
+    assert parameters["output"] == [2048, 1365] and parameters["tiles"] == 1
+    assert [v["name"] for v in parameters["variations"]] == ["inferred", "natural"]
+    assert {"analysis_s", "network_s", "render_s", "encode_s", "total_s"} <= set(parameters["timings"])
+
+
+def test_readiness_and_metrics_say_test_mode(client: TestClient) -> None:
+    ready = client.get("/readyz").json()
+    assert ready == {"status": "ready", "device": "cpu", "network": "none", "mode": "test"}
+    metrics = client.get("/metrics").text
+    assert 'enhance_mode_info{mode="test",network="none"} 1.0' in metrics
+
+
+def test_start_logs_a_test_mode_warning(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server import Settings, create_app
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("warn"), api_keys="k", device="cpu")
+    with caplog.at_level("WARNING"), TestClient(create_app(settings)):
+        pass
+    assert any(r.levelname == "WARNING" and "TEST MODE" in r.getMessage() for r in caplog.records)
+
+
+def test_stand_in_upscaler_is_deterministic_and_close_to_bicubic(astronaut: object) -> None:
+    from models.sr import build_weightless_model, get_network
+    from tests.conftest import to_float
+
+    model = build_weightless_model(get_network("none"), torch.device("cpu"))
+    image = torch.from_numpy(to_float(astronaut)[200:264, 200:264]).permute(2, 0, 1)[None]  # type: ignore[index]
+    with torch.inference_mode():
+        first, second = model.fast(image), model.fast(image.clone())
+        bicubic = torch.nn.functional.interpolate(image, scale_factor=4, mode="bicubic").clamp(0, 1)
+    assert first.shape == (1, 3, 256, 256) and torch.equal(first, second)
+    difference = (first - bicubic).abs()
+    assert 0.002 < float(difference.mean()) < 0.03  # a mild sharpening, not a copy and not a different image
