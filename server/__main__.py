@@ -4,11 +4,15 @@
 
 ``python -m server --warmup``: load the networks (pulling missing weights) and, with
 ``ENHANCE_COMPILE_MODE`` set, compile them into the compile cache, then exit — a build or deploy step,
-so that the service's own start loads compiled kernels instead of compiling for minutes."""
+so that the service's own start loads compiled kernels instead of compiling for minutes.
+
+``python -m server keys create --name NAME | keys list | keys revoke NAME``: manage named API keys
+(``server/keys.py``) while the service runs."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 import uvicorn
 
@@ -19,6 +23,10 @@ from server.settings import get_settings
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["keys"]:
+        from server.keys import run_keys_command
+
+        raise SystemExit(run_keys_command(sys.argv[2:]))
     parser = argparse.ArgumentParser(prog="python -m server", description="Run the enhance service.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")

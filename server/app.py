@@ -16,7 +16,9 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from models.sr import BatchStats
+from server import features
 from server.errors import install_error_handlers
+from server.features import IDENTITY_OFF
 from server.jobs import JobService
 from server.middleware import RequestContextMiddleware
 from server.profiles import ProfileCandidates, ProfileService
@@ -29,9 +31,11 @@ from server.routes import (
     profiles_router,
     webhooks_router,
 )
-from server.runtime import ModelRuntime, load_face_models
+from server.runtime import ModelRuntime
+from server.schemas import AUTHENTICATED_RESPONSES
 from server.settings import Settings
 from server.storage import (
+    AccountLimits,
     AccountRegistry,
     JobFiles,
     JobStore,
@@ -172,20 +176,40 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
                 "created in" if created else "stored in",
                 data_dir / "dev-api-key",
             )
-        app.state.accounts = AccountRegistry(database, keys)
+        app.state.accounts = AccountRegistry(database, keys, cache_ttl_s=settings.key_cache_ttl_s)
         secret = (
             settings.signing_secret.encode() if settings.signing_secret else load_or_create_signing_secret(data_dir)
         )
         objects = await anyio.to_thread.run_sync(open_object_store, settings)
         app.state.objects = objects
         app.state.files = OutputFiles(objects, secret, settings.url_ttl_s)
-        app.state.worker = EnhanceWorker(settings.max_concurrent_jobs, settings.max_queued_jobs)
-        face_models = await anyio.to_thread.run_sync(load_face_models, settings)
+        app.state.limits = AccountLimits(
+            database,
+            per_minute=settings.rate_limit_per_minute,
+            max_concurrent=settings.account_max_concurrent,
+            lease_s=settings.account_lease_s,
+        )
+        app.state.worker = EnhanceWorker(
+            settings.max_concurrent_jobs,
+            settings.max_queued_jobs,
+            limits=app.state.limits,
+            retry_after_s=settings.retry_after_s,
+        )
+        face_models, identity_feature = await anyio.to_thread.run_sync(features.load_identity, settings)
         app.state.runtime = await anyio.to_thread.run_sync(
             lambda: ModelRuntime.load(settings, on_batch=app.state.metrics.observe_batch, faces=face_models)
         )
+        app.state.features = {
+            feature.name: feature
+            for feature in (
+                identity_feature,
+                features.high_bit_depth(),
+                features.illustration_network(app.state.runtime.models or {}),
+            )
+        }
+        features.log_features(app.state.features)
         profile_store = ProfileStore(database, ProfileFiles(objects))
-        app.state.candidates = ProfileCandidates(profile_store)
+        app.state.candidates = ProfileCandidates(profile_store, None if identity_feature.enabled else IDENTITY_OFF)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles
@@ -207,6 +231,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             await jobs.stop()
             await profiles.stop()
             app.state.worker.close()
+            app.state.limits.close()
             await anyio.to_thread.run_sync(app.state.runtime.close)
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -229,10 +254,10 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, latency=app.state.metrics.latency
     )
     install_error_handlers(app, settings.retry_after_s)
-    app.include_router(enhance_router, prefix=API_PREFIX)
-    app.include_router(jobs_router, prefix=API_PREFIX)
-    app.include_router(profiles_router, prefix=API_PREFIX)
-    app.include_router(webhooks_router, prefix=API_PREFIX)
+    app.include_router(enhance_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(jobs_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(profiles_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(webhooks_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
     app.include_router(page_router)

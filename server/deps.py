@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
 
-from server.errors import UNAUTHORIZED_DETAIL, NotReadyError, UnauthorizedError
+from server.errors import UNAUTHORIZED_DETAIL, NotReadyError, RateLimitedError, UnauthorizedError
 from server.jobs import JobService
 from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
 from server.settings import Settings
-from server.storage import Account, AccountRegistry, LocalFileStore
+from server.storage import Account, AccountLimits, AccountRegistry, LocalFileStore
 from server.worker import EnhanceWorker
 
 # Named APIKeyHeader in the OpenAPI document, as in the hosted API. auto_error=False: our own 401 body.
@@ -30,6 +30,15 @@ def _account(request: Request, key: Annotated[str | None, Depends(api_key_header
     account = registry.authenticate(key)
     if account is None:
         raise UnauthorizedError(UNAUTHORIZED_DETAIL)
+    limits: AccountLimits | None = getattr(request.app.state, "limits", None)
+    if limits is not None and limits.per_minute > 0:
+        decision = limits.count_request(account.id)
+        if not decision.allowed:
+            raise RateLimitedError(
+                f"This account made more than {limits.per_minute} requests this minute "
+                "(ENHANCE_RATE_LIMIT_PER_MINUTE); retry after the Retry-After seconds.",
+                decision.retry_after_s,
+            )
     return account
 
 

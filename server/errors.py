@@ -28,6 +28,11 @@ class BadRequestError(EnhanceError):
     code = "BAD_REQUEST"
 
 
+class FeatureUnavailableError(BadRequestError):
+    """Raised when a request needs a feature this installation has off (e.g. identity without the face
+    models, as after an offline bundle made with ``--without faces``): 400 ``BAD_REQUEST``."""
+
+
 class UnauthorizedError(EnhanceError):
     """Raised by the API-key dependency when the key is missing or unknown."""
 
@@ -77,6 +82,17 @@ class RequestTimeoutError(EnhanceError):
     code = "TIMEOUT"
 
 
+class RateLimitedError(EnhanceError):
+    """Raised when an account passes ``ENHANCE_RATE_LIMIT_PER_MINUTE`` (by the API-key dependency) or
+    ``ENHANCE_ACCOUNT_MAX_CONCURRENT`` (by the enhance worker); ``retry_after_s`` becomes ``Retry-After``."""
+
+    code = "RATE_LIMITED"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 UNAUTHORIZED_DETAIL = "Missing or invalid API key in the X-API-Key header."
 
 # The one mapping from error class to HTTP status; the first matching class (in MRO order) wins.
@@ -90,6 +106,7 @@ STATUS_BY_ERROR: dict[type[EnhanceError], int] = {
     ForbiddenError: 403,
     NotFoundError: 404,
     PayloadTooLargeError: 413,
+    RateLimitedError: 429,
     OverloadedError: 503,
     ModelOutOfMemoryError: 503,
     RequestCancelledError: 503,
@@ -126,6 +143,8 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
     async def _domain_error(request: Request, exc: EnhanceError) -> JSONResponse:
         status = status_for(exc)
         headers = {"Retry-After": str(retry_after_s)} if status == 503 else None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         if isinstance(exc, ModelOutOfMemoryError):
             logger.warning("request %s: %s", request_id_of(request), exc.detail)
         return error_response(request, status, exc.code, exc.detail, headers)

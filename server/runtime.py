@@ -24,6 +24,7 @@ from models.sr import (
     CancelToken,
     MemoryBudget,
     SRModel,
+    SRNetwork,
     TileBatcher,
     build_weightless_model,
     choose_tile_size,
@@ -62,6 +63,31 @@ def resolve_device(setting: str) -> torch.device:
 
 def weights_dir_of(settings: Settings) -> Path:
     return settings.weights_dir or weights.default_weights_dir()
+
+
+def available_networks(weights_dir: Path, auto_pull: bool) -> dict[str, SRNetwork]:
+    """The network of each content type whose weights are here (pulled first when allowed). The photo
+    network is required (its ``WeightsError`` propagates); another one whose weights cannot be had (an
+    offline install made with ``--only realesrgan-x4plus``) is left out, and its content type falls
+    back to the photo network."""
+    networks: dict[str, SRNetwork] = {}
+    for content, name in CONTENT_NETWORKS.items():
+        network = get_network(name)
+        try:
+            try:
+                weights.verify_weights(weights_dir, [network.weights_name])
+            except weights.WeightsError:
+                if not auto_pull:
+                    raise
+                logger.info("weights of %s missing or invalid in %s: pulling them now", name, weights_dir)
+                weights.pull_weights(weights_dir, [network.weights_name])
+        except weights.WeightsError as error:
+            if content == "photo":
+                raise
+            logger.warning("network %s left out (%s): %s content uses the photo network", name, error, content)
+            continue
+        networks[content] = network
+    return networks
 
 
 def memory_budget_bytes(settings: Settings, device: torch.device) -> int:
@@ -109,15 +135,8 @@ def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel
         )
         model = build_weightless_model(get_network(TEST_NETWORK), device)
         return dict.fromkeys(CONTENT_NETWORKS, model)
-    networks = {content: get_network(name) for content, name in CONTENT_NETWORKS.items()}
-    names = sorted({n.weights_name for n in networks.values()})
     weights_dir = weights_dir_of(settings)
-    if settings.auto_pull_weights:
-        try:
-            weights.verify_weights(weights_dir, names)
-        except weights.WeightsError:
-            logger.info("weights missing or invalid in %s: pulling them now", weights_dir)
-            weights.pull_weights(weights_dir, names)
+    networks = available_networks(weights_dir, settings.auto_pull_weights)
     models = {}
     for content, network in networks.items():
         state_dict = weights.load_state_dict(network.weights_name, weights_dir)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -83,6 +83,13 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
 
 
+class FeatureStatus(BaseModel):
+    """One optional feature of this installation: on, or off and why (see the README's feature table)."""
+
+    enabled: bool
+    detail: str
+
+
 class ReadinessResponse(BaseModel):
     status: Literal["ready", "not_ready"]
     device: str | None = None
@@ -90,3 +97,20 @@ class ReadinessResponse(BaseModel):
     mode: Literal["real", "test"] | None = Field(
         default=None, description="'test': the offline test mode, no network loaded (network 'none')."
     )
+    features: dict[str, FeatureStatus] | None = None
+
+
+# Answers every route behind an API key can give, whatever its own work: documented on each of them
+# (merged in where the routers are included) so that clients and schema checkers know them.
+AUTHENTICATED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Malformed request (e.g. a body that is not UTF-8 JSON)"},
+    401: {"model": ErrorResponse, "description": "Missing or invalid API key (UNAUTHORIZED)"},
+    413: {"model": ErrorResponse, "description": "Request body larger than ENHANCE_MAX_BODY_BYTES"},
+    429: {
+        "model": ErrorResponse,
+        "description": "RATE_LIMITED: the account passed ENHANCE_RATE_LIMIT_PER_MINUTE or "
+        "ENHANCE_ACCOUNT_MAX_CONCURRENT; retry after Retry-After seconds",
+        "headers": {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
+    },
+    503: {"model": ErrorResponse, "description": "Starting up or overloaded (Retry-After)"},
+}

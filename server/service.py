@@ -109,7 +109,9 @@ async def run_enhance(
         candidates=profiles,
     )
     mark = time.perf_counter()
-    outcome = await worker.run_cancellable(lambda cancel: runtime.run(request, cancel))
+    outcome = await worker.run_cancellable(
+        lambda cancel: runtime.run(request, cancel), account=account.id if account is not None else None
+    )
     slot_s = time.perf_counter() - mark
 
     response = EditResponse(known_subjects=KnownSubjects(counts=outcome.counts))

@@ -138,6 +138,26 @@ class Settings(BaseSettings):
         description="'test': no network weights are loaded; a cheap deterministic bicubic stand-in replaces the "
         "network and every other stage runs for real (client CI; labelled in headers, /readyz and /metrics).",
     )
+    key_cache_ttl_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How long a process trusts its lookup of a named key: a key created or revoked with "
+        "'python -m server keys' takes effect on every process within this time.",
+    )
+    rate_limit_per_minute: int = Field(
+        default=0, ge=0, description="Authenticated requests per account per minute (all replicas); 0 = no limit."
+    )
+    account_max_concurrent: int = Field(
+        default=0, ge=0, description="Synchronous enhancements in progress per account (all replicas); 0 = no limit."
+    )
+    account_lease_s: float = Field(
+        default=60.0,
+        ge=5,
+        le=3600,
+        description="Lifetime of a concurrency slot's lease, renewed while the enhancement runs (a crashed "
+        "replica's slots free themselves after it).",
+    )
     storage_url: str = Field(
         default="",
         description="Where files live: empty = the data dir; file:///path; s3://bucket/prefix (S3-compatible store).",

@@ -64,8 +64,9 @@ def decode_b64(payload: str) -> Image.Image:
 
 @pytest.fixture(scope="session")
 def weights_dir() -> Path:
-    """The converted weights (pulled once if missing; ``python -m weights pull`` does the same)."""
-    directory = weights.default_weights_dir()
+    """The converted weights (pulled once if missing; ``python -m weights pull`` does the same), in
+    ``$ENHANCE_WEIGHTS_DIR`` when set (an offline install may convert them there)."""
+    directory = Path(os.environ.get("ENHANCE_WEIGHTS_DIR") or weights.default_weights_dir())
     try:
         weights.verify_weights(directory, ["realesrgan-x4plus"])
     except weights.WeightsError:

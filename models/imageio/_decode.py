@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import logging
 import math
@@ -202,6 +203,12 @@ def _is_wide_source(im: ImageFile.ImageFile, fmt: str) -> bool:
         if isinstance(rawmode, str) and ";16" in rawmode:
             return True
     return False
+
+
+def high_bit_depth_available() -> bool:
+    """Whether 16-bit colour inputs keep their precision: ``imagecodecs`` is installed (offline bundles
+    made with ``--without imagecodecs`` leave it out; such inputs are then decoded at 8 bits)."""
+    return importlib.util.find_spec("imagecodecs") is not None
 
 
 def _decode_wide(data: bytes, fmt: str, im: Image.Image) -> list[np.ndarray] | None:

@@ -36,9 +36,10 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     channels = x.shape[1]
     horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
     vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
-    padded = F.pad(x, (radius, radius, 0, 0), mode="reflect")
+    # Reflect padding needs more pixels than the radius: a 1-pixel-thin image is edge-replicated instead.
+    padded = F.pad(x, (radius, radius, 0, 0), mode="reflect" if x.shape[-1] > radius else "replicate")
     x = F.conv2d(padded, horizontal, groups=channels)
-    padded = F.pad(x, (0, 0, radius, radius), mode="reflect")
+    padded = F.pad(x, (0, 0, radius, radius), mode="reflect" if x.shape[-2] > radius else "replicate")
     return F.conv2d(padded, vertical, groups=channels)
 
 

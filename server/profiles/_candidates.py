@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from models.faces import KnownProfile
-from server.errors import NotFoundError, ProfileNotReadyError
+from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
 from server.storage.profiles import ProfileStore
 
 
 class ProfileCandidates:
-    """Turns a request's candidate profile ids into the profiles the identity stage matches against."""
+    """Turns a request's candidate profile ids into the profiles the identity stage matches against.
+    ``disabled``: why identity is off on this server (any candidate is then refused with it)."""
 
-    def __init__(self, store: ProfileStore) -> None:
+    def __init__(self, store: ProfileStore, disabled: str | None = None) -> None:
         self._store = store
+        self._disabled = disabled
 
     def resolve(self, account_id: str, profile_ids: list[str]) -> list[KnownProfile]:
         """The account's READY profiles ``profile_ids`` (blocking).
@@ -19,7 +21,10 @@ class ProfileCandidates:
         Raises:
             NotFoundError: an id is unknown or belongs to another account.
             ProfileNotReadyError: a profile exists but is not READY.
+            FeatureUnavailableError: identity is off here (no face models).
         """
+        if self._disabled is not None and profile_ids:
+            raise FeatureUnavailableError(self._disabled)
         found = self._store.ready_embeddings(account_id, profile_ids)
         for profile_id in profile_ids:
             if profile_id not in found:

@@ -40,7 +40,8 @@ from models.faces import (
     to_uint8,
 )
 from models.imageio import decode_image, encode_image
-from server.errors import NotFoundError, ProfileNotReadyError
+from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
+from server.features import IDENTITY_OFF
 from server.image_source import load_image_source
 from server.outbound import FetchPolicy
 from server.profiles._schemas import AddProfileRequest
@@ -69,7 +70,7 @@ class ProfileService:
         self,
         *,
         store: ProfileStore,
-        models: FaceModels,
+        models: FaceModels | None,
         worker: EnhanceWorker,
         settings: Settings,
         clock: Callable[[], dt.datetime] = _utc_now,
@@ -90,7 +91,8 @@ class ProfileService:
         """Queue every unfinished profile again (oldest first), sweep leftovers, start the builder."""
         for name in await anyio.to_thread.run_sync(self.store.leftover_directories):
             await anyio.to_thread.run_sync(self.store.remove_directory, name)
-        for record in await anyio.to_thread.run_sync(self.store.unfinished):
+        unfinished = await anyio.to_thread.run_sync(self.store.unfinished) if self._models is not None else []
+        for record in unfinished:
             logger.info("profile %s was %s when the service stopped: building it again", record.id, record.status)
             self._queue.put_nowait(record.id)
         self._task = asyncio.create_task(self._run(), name="profile-builder")
@@ -110,6 +112,8 @@ class ProfileService:
     # --- requests ---------------------------------------------------------------------------------
 
     async def add(self, body: AddProfileRequest, account: Account) -> ProfileRecord:
+        if self._models is None:
+            raise FeatureUnavailableError(IDENTITY_OFF)
         record = await anyio.to_thread.run_sync(
             lambda: self.store.create(
                 account.id, body.image_urls, training_tier=body.training_tier, tag=body.tag, now=self._clock()
@@ -226,6 +230,9 @@ class ProfileService:
 
     def _compute(self, profile_id: str, problems: list[str | None]) -> None:
         """IN_PROGRESS: faces and embeddings of every reference, the person, the picture (blocking)."""
+        models = self._models
+        if models is None:  # never queued with the identity feature off (add refuses, start skips)
+            raise FeatureUnavailableError(IDENTITY_OFF)
         if not self.store.set_status(profile_id, "IN_PROGRESS", self._clock()):
             return
         images = [
@@ -237,8 +244,8 @@ class ProfileService:
             if isinstance(image, str):
                 references.append(ReferenceFaces(problem=image))
                 continue
-            faces = detect_faces(image, self._models, min_face=self._settings.face_min_size)
-            references.append(ReferenceFaces(faces=faces, embeddings=self._models.embed(image, [f.box for f in faces])))
+            faces = detect_faces(image, models, min_face=self._settings.face_min_size)
+            references.append(ReferenceFaces(faces=faces, embeddings=models.embed(image, [f.box for f in faces])))
         try:
             built = build_profile(references)
         except ProfileBuildError as error:

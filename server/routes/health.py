@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from server.schemas import HealthResponse, ReadinessResponse
+from server.schemas import FeatureStatus, HealthResponse, ReadinessResponse
 
 router = APIRouter(tags=["health"])
 
@@ -28,8 +28,13 @@ async def readyz(request: Request) -> Response:
         await anyio.to_thread.run_sync(runtime.probe)
     except Exception:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
+    features = {
+        name: FeatureStatus(enabled=feature.enabled, detail=feature.detail)
+        for name, feature in getattr(request.app.state, "features", {}).items()
+    }
     body = ReadinessResponse(
-        status="ready", device=str(runtime.device), network=runtime.model.network.name, mode=runtime.settings.mode
+        status="ready", device=str(runtime.device), network=runtime.model.network.name, mode=runtime.settings.mode,
+        features=features or None
     )
     return JSONResponse(body.model_dump())
 

@@ -1,10 +1,21 @@
 """Storage adapters: the database (accounts, jobs, profiles) and the object store (a local folder or S3)
 that holds every file, behind signed or presigned download URLs."""
 
-from server.storage.accounts import Account, AccountRegistry, hash_api_key, load_or_create_dev_key
+from server.storage.accounts import (
+    Account,
+    AccountRegistry,
+    KeyAdmin,
+    KeyNameTakenError,
+    NamedKey,
+    UnknownAccountError,
+    UnknownKeyError,
+    hash_api_key,
+    load_or_create_dev_key,
+)
 from server.storage.database import Base, create_database
 from server.storage.files import LocalFileStore, OutputFiles, SignedFile
 from server.storage.jobs import JobFiles, JobRecord, JobStore
+from server.storage.limits import AccountLimits, RateDecision, SlotLease
 from server.storage.objects import (
     LocalObjectStore,
     ObjectStore,
@@ -17,21 +28,29 @@ from server.storage.profiles import ProfileRecord, ProfileStore
 
 __all__ = [
     "Account",
+    "AccountLimits",
     "AccountRegistry",
     "Base",
     "JobFiles",
     "JobRecord",
     "JobStore",
+    "KeyAdmin",
+    "KeyNameTakenError",
     "LocalFileStore",
     "LocalObjectStore",
+    "NamedKey",
     "ObjectStore",
     "OutputFiles",
     "ProfileFiles",
     "ProfileRecord",
     "ProfileStore",
+    "RateDecision",
     "S3ObjectStore",
     "SignedFile",
+    "SlotLease",
     "StorageConfigError",
+    "UnknownAccountError",
+    "UnknownKeyError",
     "create_database",
     "hash_api_key",
     "load_or_create_dev_key",

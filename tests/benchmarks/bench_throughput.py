@@ -114,6 +114,20 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+class StopRequested(RuntimeError):
+    """Raised (once) in the main thread by SIGTERM: the run stops, stops its server, and still writes
+    what it measured (``python -m server.acceptance`` ends a run this way at its time budget)."""
+
+
+STOP = {"requested": False}
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    if not STOP["requested"]:
+        STOP["requested"] = True
+        raise StopRequested(f"stopped by signal {signum}")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Cases, sizes and inputs
 
@@ -347,6 +361,8 @@ def run_reference(cases: Sequence[Case], inputs: dict[int, InputImage], args: ar
     results: dict[str, Any] = {}
     try:
         for case in cases:
+            if STOP["requested"]:
+                break
             failure = None
             try:
                 results[case.name] = reference_case(model, case, inputs[case.side], args, device)
@@ -653,6 +669,8 @@ def _phase(samples: Sequence[Sample], wall_s: float | None = None) -> dict[str, 
         "latency_s": summarise(latencies),
         "server_timings_s": _timings(ok),
         "latencies_s": [round(t, 5) for t in latencies],
+        # One request's whole X-Enhance-Parameters (sizes, tiles, per-stage timings), as the server sent it.
+        "example": {"latency_s": ok[-1].latency_s, "parameters": ok[-1].report} if ok else None,
     }
     if wall_s is not None:
         useful = sum(s.network_pixels or 0 for s in ok)
@@ -1090,16 +1108,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     for image in inputs.values():
         log(f"input {image.side}²: crop {image.box} of skimage.data.{image.photo}(), JPEG {len(image.jpeg)} bytes")
 
+    signal.signal(signal.SIGTERM, _request_stop)
     failures: list[str] = []
     reference: dict[str, Any] = {}
     if not args.skip_reference:
-        reference = run_reference(cases, inputs, args)
+        try:
+            reference = run_reference(cases, inputs, args)
+        except StopRequested as error:
+            failures.append(f"reference: {error}")
         failures += [f"reference {name}: {r['error']}" for name, r in reference.items() if "error" in r]
 
     ours: dict[str, Any] = {}
     server_info: dict[str, Any] = {}
     server_error: str | None = None
-    if not args.skip_server:
+    if STOP["requested"]:
+        failures.append("stopped by a signal before the server ran")
+    elif not args.skip_server:
         if args.device == "cuda" and not args.skip_reference:  # (else no CUDA context here: keep it so)
             import torch
 
@@ -1116,8 +1140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
             failures.append(f"server: {server_error.splitlines()[0]} (see {log_path})")
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     report: dict[str, Any] = {
         "command": command,
+        "stopped_early": STOP["requested"],
         "settings": {
             **{k: v for k, v in vars(args).items() if k not in {"cases", "server_env", "json", "server_log"}},
             "cases": [c.name for c in cases],
