@@ -29,6 +29,7 @@ SLOW_NODE_DEFAULTS = {
     "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",
     "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",
 }
+PROXY_START_TIMEOUT_S = 600
 # The proxies' middleware that retries, or answers 503, requests whose replica died (server.cluster._proxy).
 # Nodes of a running cluster need it in the environment of `ray start` (README, "Scaling out").
 PROXY_CALLBACK = ("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "server.cluster:proxy_middlewares")
@@ -133,6 +134,13 @@ def main(argv: list[str] | None = None) -> None:
     board = board_class.options(
         name=BOARD_NAME, namespace=BOARD_NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote()
+    # serve.start waits a fixed 60 s for the HTTP proxies; on a busy node a proxy (which imports this
+    # package for its middleware) takes longer, and Serve gives up although the proxy comes up. Serve
+    # exposes no setting for it, so the wait is raised here (the proxy's own health checks still apply).
+    from ray.serve._private import api as serve_internals
+
+    if hasattr(serve_internals, "HTTP_PROXY_TIMEOUT"):
+        serve_internals.HTTP_PROXY_TIMEOUT = max(serve_internals.HTTP_PROXY_TIMEOUT, PROXY_START_TIMEOUT_S)
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         application = build_application(plan, BOARD_NAME, BOARD_NAMESPACE, forwarded_environment())
