@@ -145,20 +145,24 @@ def wait_for_counts(cluster: Cluster, predicate: object, timeout_s: float = 60.0
 
 def test_cluster_answers_concurrent_enhancements_on_both_replicas(cluster: Cluster, photo_b64: str) -> None:
     before = enhance_counts_by_replica(cluster)
-    with ThreadPoolExecutor(4) as pool:
-        responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(4)))
-    assert [response.status_code for response in responses] == [200] * 4
-    outputs = [np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))) for r in responses]
+    # Serve picks the less loaded of two replicas, at random between idle ones: a few rounds of 4
+    # concurrent requests reach both (4 always fit: each replica admits 3).
+    outputs: list[np.ndarray] = []
+    for _ in range(4):
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(4)))
+        assert [response.status_code for response in responses] == [200] * 4
+        outputs += [np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))) for r in responses]
+        counts = wait_for_counts(cluster, lambda c: sum(c.values()) - sum(before.values()) >= len(outputs))
+        if len([value for value in counts.values() if value > 0]) >= 2:
+            break
+    assert len(counts) == 2, counts  # both replicas served and report under their own label
     for output in outputs:
         assert output.shape == (80, 120, 3)
     # The same request gives the same image whichever replica ran it, up to the ±1 level that batching
     # tiles with other requests' may cost (README, GPU throughput).
     for output in outputs[1:]:
         assert int(np.abs(output.astype(np.int16) - outputs[0].astype(np.int16)).max()) <= 1
-    counts = wait_for_counts(
-        cluster, lambda c: sum(c.values()) - sum(before.values()) >= 4 and len([v for v in c.values() if v > 0]) >= 2
-    )
-    assert len(counts) == 2  # both replicas served and report under their own label
 
 
 def test_cluster_keeps_the_single_process_contract(cluster: Cluster, photo_b64: str) -> None:
