@@ -153,7 +153,8 @@ def test_cluster_answers_concurrent_enhancements_on_both_replicas(cluster: Clust
             responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(4)))
         assert [response.status_code for response in responses] == [200] * 4
         outputs += [np.asarray(Image.open(io.BytesIO(base64.b64decode(r.json()["images"][0])))) for r in responses]
-        counts = wait_for_counts(cluster, lambda c: sum(c.values()) - sum(before.values()) >= len(outputs))
+        wanted = sum(before.values()) + len(outputs)
+        counts = wait_for_counts(cluster, lambda c, wanted=wanted: sum(c.values()) >= wanted)
         if len([value for value in counts.values() if value > 0]) >= 2:
             break
     assert len(counts) == 2, counts  # both replicas served and report under their own label
