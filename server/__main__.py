@@ -12,12 +12,12 @@ so that the service's own start loads compiled kernels instead of compiling for 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 import uvicorn
 
 from server.app import create_app
+from server.logs import configure_logging
 from server.runtime import ModelRuntime, load_face_models
 from server.settings import get_settings
 from server.storage import create_database, load_or_create_dev_key
@@ -51,7 +51,7 @@ def main() -> None:
     settings = get_settings()
     if args.mode is not None:
         settings = settings.model_copy(update={"mode": args.mode})
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     if args.dev_key:
         database = create_database(settings.database_url, settings.data_dir)
         print(load_or_create_dev_key(database, settings.data_dir)[0])
@@ -61,7 +61,9 @@ def main() -> None:
         ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return
     app = create_app(settings)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True)
+    uvicorn.run(
+        app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True, log_config=None
+    )
 
 
 if __name__ == "__main__":

@@ -40,11 +40,13 @@ from server.storage import (
     AccountRegistry,
     JobFiles,
     JobStore,
-    LocalFileStore,
+    OutputFiles,
+    ProfileFiles,
     ProfileStore,
     ServiceSecrets,
     create_database,
     load_or_create_dev_key,
+    open_object_store,
 )
 from server.worker import EnhanceWorker
 
@@ -134,7 +136,7 @@ class Metrics:
             self.gpu_peak_memory.set(torch.cuda.max_memory_reserved(runtime.device))
 
 
-def _load_or_create_secret(database: SQLEngine, data_dir: Path) -> bytes:
+def load_or_create_signing_secret(database: SQLEngine, data_dir: Path) -> bytes:
     """The URL signing secret shared by every process on the database (a first-release
     ``signing-secret`` file in ``data_dir`` is taken over once)."""
     value, _ = ServiceSecrets(database).get_or_create(
@@ -143,7 +145,7 @@ def _load_or_create_secret(database: SQLEngine, data_dir: Path) -> bytes:
     return value.encode()
 
 
-async def _sweep_files(files: LocalFileStore, interval_s: float) -> None:
+async def _sweep_files(files: OutputFiles, interval_s: float) -> None:
     while True:
         removed = await anyio.to_thread.run_sync(files.remove_expired)
         if removed:
@@ -176,9 +178,11 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         secret = (
             settings.signing_secret.encode()
             if settings.signing_secret
-            else await anyio.to_thread.run_sync(_load_or_create_secret, database, data_dir)
+            else await anyio.to_thread.run_sync(load_or_create_signing_secret, database, data_dir)
         )
-        app.state.files = LocalFileStore(data_dir / "files", secret, settings.url_ttl_s)
+        objects = await anyio.to_thread.run_sync(open_object_store, settings)
+        app.state.objects = objects
+        app.state.files = OutputFiles(objects, secret, settings.url_ttl_s)
         app.state.limits = AccountLimits(
             database,
             per_minute=settings.rate_limit_per_minute,
@@ -204,7 +208,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             )
         }
         features.log_features(app.state.features)
-        profile_store = ProfileStore(database, data_dir / "profiles")
+        profile_store = ProfileStore(database, ProfileFiles(objects))
         app.state.candidates = ProfileCandidates(profile_store, None if identity_feature.enabled else IDENTITY_OFF)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
@@ -212,7 +216,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         sweeper = asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))
         jobs = JobService(
             store=JobStore(database),
-            files=JobFiles(data_dir / "jobs"),
+            files=JobFiles(objects),
             runtime=app.state.runtime,
             worker=app.state.worker,
             outputs=app.state.files,

@@ -7,6 +7,7 @@ import logging
 import re
 import time
 import uuid
+from contextvars import ContextVar
 
 import torch
 from prometheus_client import Histogram
@@ -19,6 +20,9 @@ logger = logging.getLogger(__name__)
 DEPRECATION_DATE = "2026-05-08"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _IMAGE_ROUTES = re.compile(r"^/v1/phota/(enhance|jobs/[^/]+)$")
+
+# The id of the request being handled (None outside a request); log records carry it (server.logs).
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 class _BodyTooLarge(HTTPException):
@@ -48,6 +52,7 @@ class RequestContextMiddleware:
         client_id = headers.get("x-request-id", "")
         request_id = client_id if _SANE_REQUEST_ID.match(client_id) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        current_request_id.set(request_id)
         path = scope["path"]
         status_holder = {"status": 500}
         response_started = False

@@ -122,7 +122,7 @@ async def run_enhance(
         mark = time.perf_counter()
         stored = [await anyio.to_thread.run_sync(files.save, blob, outcome.output_format) for blob in outcome.outputs]
         base = (settings.public_base_url or base_url).rstrip("/")
-        response.download_urls = [f"{base}/v1/phota/files/{f.name}?{f.query}" for f in stored]
+        response.download_urls = [files.download_url(f, base) for f in stored]
         store_s = time.perf_counter() - mark
     spent = outcome.explanation.timings
     in_slot = (spent.decode_s or 0.0) + (spent.identity_s or 0.0) + (spent.encode_s or 0.0)

@@ -171,6 +171,41 @@ class Settings(BaseSettings):
         le=60,
         description="How often idle runners look in the database for work (submitted through other processes).",
     )
+    storage_url: str = Field(
+        default="",
+        description="Where files live: empty = the data dir; file:///path; s3://bucket/prefix (S3-compatible store).",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (SeaweedFS, MinIO, ...); default: AWS. Credentials: AWS_* variables."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint named in presigned download URLs when clients reach the store elsewhere."
+    )
+    s3_create_bucket: bool = Field(default=True, description="Create the bucket at start when it does not exist.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="'json': one JSON object per log line (with request id and replica)."
+    )
+    replicas: int = Field(
+        default=0,
+        ge=0,
+        description="python -m server.cluster: replicas; 0 = one per GPU that Ray sees (no GPU: one CPU replica).",
+    )
+    min_replicas: int | None = Field(
+        default=None, ge=0, description="Autoscaling lower bound (with max_replicas); unset = fixed replica count."
+    )
+    max_replicas: int | None = Field(default=None, ge=1, description="Autoscaling upper bound (with min_replicas).")
+    target_ongoing_requests: float = Field(
+        default=4.0, gt=0, description="Autoscaling aim: ongoing requests per replica."
+    )
+    replica_gpus: float | None = Field(
+        default=None, ge=0, description="GPUs each replica reserves; default 1 when Ray sees GPUs, else 0."
+    )
+    replica_cpus: float = Field(default=1.0, ge=0, description="CPUs each replica reserves in Ray.")
+    max_ongoing_requests: int = Field(
+        default=0,
+        ge=0,
+        description="Requests Serve sends one replica at once; 0 = max_concurrent_jobs + max_queued_jobs.",
+    )
 
     @field_validator("signing_secret")
     @classmethod

@@ -17,6 +17,7 @@ from skimage import data as skdata
 import weights
 from models.sr import SRModel, get_network, load_sr_model
 from tests.postgres_server import PostgresServer
+from tests.s3_server import S3Server, running_s3_server
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -128,3 +129,20 @@ def scene_photo() -> Callable[..., np.ndarray]:
 
     ensure_installed()
     return load_original
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) on loopback for the whole session, its credentials in the environment
+    the way an operator sets them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        saved = {name: os.environ.get(name) for name in server.environment()}
+        os.environ.update(server.environment())
+        try:
+            yield server
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value

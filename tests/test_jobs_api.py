@@ -117,7 +117,7 @@ def test_async_submit_answers_202_then_the_job_runs_to_a_downloadable_result(
         assert Image.open(io.BytesIO(download.content)).size == (120, 80)
     assert gate.calls == 1
     jobs = client.app.state.jobs  # type: ignore[attr-defined]
-    assert not (jobs.files.root / accepted["job_id"]).exists()  # input dropped; urls results live in files/
+    assert accepted["job_id"] not in jobs.files.job_ids_on_disk()  # input dropped; urls results live in files/
 
 
 def test_bytes_result_matches_what_the_synchronous_call_returns(client: TestClient, photo_b64: str) -> None:
@@ -189,7 +189,7 @@ def test_concurrent_submits_with_one_client_request_id_make_one_job(client: Test
             select(func.count()).where(JobRow.client_request_key == rows[0].client_request_key)
         )
     assert same_key == 1
-    job_dirs = {path.name for path in client.app.state.jobs.files.root.iterdir()}  # type: ignore[attr-defined]
+    job_dirs = set(client.app.state.jobs.files.job_ids_on_disk())  # type: ignore[attr-defined]
     assert job_dirs <= {row.id for row in job_rows(client)}  # losers' stored sources were removed
 
 
@@ -307,16 +307,16 @@ def test_finished_job_and_its_files_expire_after_the_url_lifetime(client: TestCl
     jobs = client.app.state.jobs  # type: ignore[attr-defined]
     accepted = submit(client, {"image": photo_b64, "client_request_id": "expiring"})
     document = poll_job(client, accepted["job_id"], HEADERS_A)
-    job_dir = jobs.files.root / accepted["job_id"]
-    assert (job_dir / "images.json").exists()
-    assert not (job_dir / "source").exists()  # the input is dropped once the job has ended
+    job_dir = jobs.files.prefix(accepted["job_id"])
+    assert jobs.files.objects.get(job_dir + "images.json") is not None
+    assert jobs.files.objects.get(job_dir + "source") is None  # the input is dropped once the job has ended
     completed = dt.datetime.fromisoformat(document["completed_at"])
     ttl = dt.timedelta(seconds=client.app.state.settings.url_ttl_s)  # type: ignore[attr-defined]
     jobs.sweep(completed + ttl - dt.timedelta(seconds=1))
     assert client.get(accepted["poll_url"], headers=HEADERS_A).status_code == 200
     assert jobs.sweep(completed + ttl) >= 1
     assert client.get(accepted["poll_url"], headers=HEADERS_A).status_code == 404
-    assert not job_dir.exists()
+    assert accepted["job_id"] not in jobs.files.job_ids_on_disk()
     again = submit(client, {"image": photo_b64, "client_request_id": "expiring"})
     assert again["job_id"] != accepted["job_id"]  # an expired job frees its client_request_id
     poll_job(client, again["job_id"], HEADERS_A)

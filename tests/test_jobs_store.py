@@ -268,4 +268,4 @@ def test_job_files_refuse_paths_that_are_not_job_ids(tmp_path: Path) -> None:
     assert files.orphans(known={job_id}, min_age_s=0.0) == []
     for bad in ("../etc", "job_../../x", "other"):
         with pytest.raises(ValueError, match="not a job id"):
-            files.directory(bad)
+            files.prefix(bad)

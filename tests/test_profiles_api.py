@@ -138,7 +138,7 @@ def test_profile_status_goes_validating_queuing_in_progress_ready(
     assert first["status"] in ("VALIDATING", "QUEUING", "IN_PROGRESS", "READY")
     assert wait_finished(client, profile_id, A) == {"profile_id": profile_id, "status": "READY", "message": None}
     assert seen == ["VALIDATING", "QUEUING", "IN_PROGRESS", "READY"]
-    assert not store.directory(profile_id).exists()  # references and their fetched bytes are gone
+    assert not store.files.has_build_files(profile_id)  # references and their fetched bytes are gone
 
 
 def test_ready_profile_has_a_jpeg_picture_of_the_face(client: TestClient, people: dict[str, str]) -> None:
@@ -290,7 +290,7 @@ def test_delete_removes_the_profile_and_everything_derived(client: TestClient, t
     assert response.json() == {"profile_id": profile_id, "status": "ok"}
     assert store.ready_embeddings(account_id, [profile_id]) == {}
     assert store.picture(account_id, profile_id) is None
-    assert not store.directory(profile_id).exists()
+    assert profile_id not in store.files.profile_ids()
     assert client.get(f"/v1/phota/profiles/{profile_id}/status", headers=A).status_code == 404
     assert client.delete(f"/v1/phota/profiles/{profile_id}", headers=A).status_code == 404
     assert profile_id not in client.get("/v1/phota/profiles/ids", headers=A).json()["profiles"]

@@ -32,14 +32,15 @@ def test_signed_file_verifies_until_expiry_then_is_refused_and_swept(tmp_path: P
     store = LocalFileStore(tmp_path, SECRET, ttl_s=24 * 3600, clock=clock)
     handle = store.save(b"\x89PNG fake", "png")
     assert handle.expires == 1_800_000_000 + 24 * 3600
-    assert store.verify(handle.name, handle.expires, handle.signature) == tmp_path / handle.name
+    assert store.verify(handle.name, handle.expires, handle.signature) == handle.name
+    assert store.local_path(handle.name) == tmp_path / "files" / handle.name
     clock.now += 24 * 3600 - 1
     assert store.verify(handle.name, handle.expires, handle.signature) is not None
     assert store.remove_expired() == 0
     clock.now += 1
     assert store.verify(handle.name, handle.expires, handle.signature) is None
     assert store.remove_expired() == 1
-    assert not (tmp_path / handle.name).exists()
+    assert not (tmp_path / "files" / handle.name).exists()
 
 
 def test_signed_file_refuses_tampering(tmp_path: Path) -> None:

@@ -41,6 +41,9 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics of this process."""
+    """Prometheus metrics of this process (under ``python -m server.cluster``: of every replica, labelled)."""
+    exposition = getattr(request.app.state, "metrics_exposition", None)
+    if exposition is not None:
+        return Response(await exposition(), media_type=CONTENT_TYPE_LATEST)
     request.app.state.metrics.refresh(request.app)
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

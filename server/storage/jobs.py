@@ -1,5 +1,6 @@
 """Asynchronous jobs, their pending callbacks and the accounts' webhook secrets, in the database; and
-each job's directory of files (the submitted image, the output images of ``bytes`` results).
+each job's folder of files in the object store (the submitted image, the output images of ``bytes``
+results).
 
 Every method here is blocking (SQLAlchemy and file I/O): callers on the event loop run them in a
 worker thread. The tables use portable types only (strings, integers, JSON, timestamps stored as UTC),
@@ -8,14 +9,11 @@ so the same code runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
 import logging
-import os
 import secrets
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.storage.database import Base
 from server.storage.leases import dead_local_owner, lease_free, lease_held, skip_locked
+from server.storage.objects import LocalObjectStore, ObjectStore
 
 logger = logging.getLogger(__name__)
 
@@ -553,69 +552,62 @@ class JobStore:
 
 
 class JobFiles:
-    """Each job's directory ``<root>/<job_id>/``: ``source`` (the submitted image's bytes, kept until the
-    job ends) and ``images.json`` (the base64 outputs of a ``bytes`` result, kept until the job expires)."""
+    """Each job's folder ``jobs/<job_id>/`` in the object store: ``source`` (the submitted image's bytes,
+    kept until the job ends) and ``images.json`` (the base64 outputs of a ``bytes`` result, kept until the
+    job expires). ``objects`` may also be a folder (a local store rooted there, without ``jobs/``)."""
 
     SOURCE = "source"
     IMAGES = "images.json"
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, objects: ObjectStore | Path, folder: str = "jobs/") -> None:
+        self.objects: ObjectStore = LocalObjectStore(objects) if isinstance(objects, Path) else objects
+        self.folder = "" if isinstance(objects, Path) else folder
 
-    def directory(self, job_id: str) -> Path:
+    def prefix(self, job_id: str) -> str:
+        """The job's folder in the store (``ValueError`` for anything that is not a job id)."""
         if not job_id.startswith("job_") or not job_id[4:].isalnum():
             raise ValueError(f"not a job id: {job_id!r}")
-        return self.root / job_id
-
-    def _write(self, path: Path, data: bytes) -> None:
-        """Write durably: a temporary file, fsync, then an atomic rename."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        return f"{self.folder}{job_id}/"
 
     def save_source(self, job_id: str, data: bytes) -> None:
-        self._write(self.directory(job_id) / self.SOURCE, data)
+        self.objects.put(self.prefix(job_id) + self.SOURCE, data)
 
     def read_source(self, job_id: str) -> bytes:
-        return (self.directory(job_id) / self.SOURCE).read_bytes()
+        data = self.objects.get(self.prefix(job_id) + self.SOURCE)
+        if data is None:
+            raise FileNotFoundError(f"the submitted image of {job_id} is gone")
+        return data
 
     def remove_source(self, job_id: str) -> None:
-        """Drop the submitted image (the job has ended), and the directory when nothing else is kept."""
-        directory = self.directory(job_id)
-        (directory / self.SOURCE).unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            directory.rmdir()  # fails, as it should, when a bytes result is kept there
+        """Drop the submitted image (the job has ended); a ``bytes`` result stays."""
+        self.objects.delete(self.prefix(job_id) + self.SOURCE)
 
     def save_images(self, job_id: str, images: list[str]) -> None:
-        self._write(self.directory(job_id) / self.IMAGES, json.dumps(images).encode())
+        self.objects.put(self.prefix(job_id) + self.IMAGES, json.dumps(images).encode(), "application/json")
 
     def read_images(self, job_id: str) -> list[str]:
-        path = self.directory(job_id) / self.IMAGES
-        if not path.exists():
+        data = self.objects.get(self.prefix(job_id) + self.IMAGES)
+        if data is None:
             return []
-        images = json.loads(path.read_bytes())
-        return [str(image) for image in images]
+        return [str(image) for image in json.loads(data)]
 
     def remove(self, job_id: str) -> None:
-        shutil.rmtree(self.directory(job_id), ignore_errors=True)
+        self.objects.delete_prefix(self.prefix(job_id))
+
+    def _newest_by_job(self) -> dict[str, float]:
+        newest: dict[str, float] = {}
+        for item in self.objects.list(self.folder):
+            job_id = item.key[len(self.folder) :].split("/", 1)[0]
+            if job_id.startswith("job_"):
+                newest[job_id] = max(newest.get(job_id, 0.0), item.modified)
+        return newest
 
     def orphans(self, known: set[str], min_age_s: float) -> list[str]:
-        """Job directories older than ``min_age_s`` whose id is not in ``known`` (a submit that crashed
-        before its row was stored, or a job deleted while its directory was being written)."""
+        """Job folders untouched for ``min_age_s`` whose id is not in ``known`` (a submit that crashed
+        before its row was stored, or a job deleted while its folder was being written)."""
         cutoff = time.time() - min_age_s
-        return [
-            path.name
-            for path in self.root.iterdir()
-            if path.is_dir()
-            and path.name.startswith("job_")
-            and path.name not in known
-            and path.stat().st_mtime < cutoff
-        ]
+        newest = self._newest_by_job()
+        return [job_id for job_id, modified in newest.items() if job_id not in known and modified < cutoff]
 
     def job_ids_on_disk(self) -> list[str]:
-        return [path.name for path in self.root.iterdir() if path.is_dir() and path.name.startswith("job_")]
+        return list(self._newest_by_job())

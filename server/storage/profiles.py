@@ -1,11 +1,11 @@
-"""Profiles in the database, and each profile's directory of submitted references.
+"""Profiles in the database, and each profile's files in the object store (:mod:`profile_files`).
 
 A profile row holds its owner, tag, tier, status and message; once READY, its kept embeddings (float32
-little-endian, K×128) and the profile picture (JPEG). The references a client submitted (URLs or
-inline images) are written, fsynced, to ``<root>/<profile_id>/references.json`` before the row is
-committed; the fetched bytes of each usable reference join them while the profile validates. The
-directory is removed when the profile is READY or ERROR: a restarted service can build any profile
-it accepted. Deleting a profile deletes its row (embeddings, picture) and its directory.
+little-endian, K×128). Its picture (JPEG) lives in the object store (rows of older releases hold it in
+the ``picture`` column, still read). The references a client submitted (URLs or inline images) are
+stored durably before the row is committed; the fetched bytes of each usable reference join them while
+the profile validates. They are removed when the profile is READY or ERROR: a restarted service can
+build any profile it accepted. Deleting a profile deletes its row (embeddings) and its files.
 
 Every method is blocking (SQLAlchemy and file I/O); callers on the event loop use a worker thread.
 Types are portable (strings, integers, text, binary, timestamps), so SQLite and PostgreSQL both work.
@@ -14,10 +14,7 @@ Types are portable (strings, integers, text, binary, timestamps), so SQLite and 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import os
 import secrets
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,11 +39,13 @@ from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
 from server.storage.database import Base
 from server.storage.jobs import UTCDateTime
 from server.storage.leases import dead_local_owner, lease_free, lease_held, skip_locked
+from server.storage.profile_files import ProfileFiles
 
 ProfileStatus = Literal["VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR", "INACTIVE"]
 UNFINISHED: tuple[ProfileStatus, ...] = ("VALIDATING", "QUEUING", "IN_PROGRESS")
 EMBEDDING_DTYPE = np.dtype("<f4")
 EMBEDDING_SIZE = 128
+LEFTOVER_MIN_AGE_S = 60.0
 
 
 def new_profile_id() -> str:
@@ -121,19 +120,11 @@ def decode_embeddings(data: bytes) -> np.ndarray:
 
 
 class ProfileStore:
-    """Profiles and their reference files (``root``)."""
+    """Profiles and their files (``files``: a :class:`ProfileFiles`, or a local folder for one)."""
 
-    REFERENCES = "references.json"
-
-    def __init__(self, engine: Engine, root: Path) -> None:
+    def __init__(self, engine: Engine, files: ProfileFiles | Path) -> None:
         self._engine = engine
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
-
-    def directory(self, profile_id: str) -> Path:
-        if not profile_id.startswith("prof_") or not profile_id[5:].isalnum():
-            raise ValueError(f"not a profile id: {profile_id!r}")
-        return self.root / profile_id
+        self.files = files if isinstance(files, ProfileFiles) else ProfileFiles(files)
 
     # --- creation and references ------------------------------------------------------------------
 
@@ -142,14 +133,7 @@ class ProfileStore:
     ) -> ProfileRecord:
         """Store the references durably, then the row (VALIDATING); returns the new profile."""
         profile_id = new_profile_id()
-        directory = self.directory(profile_id)
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / f".{self.REFERENCES}.tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump(references, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, directory / self.REFERENCES)
+        self.files.save_references(profile_id, references)
         row = ProfileRow(
             id=profile_id,
             account_id=account_id,
@@ -167,32 +151,20 @@ class ProfileStore:
                 session.add(row)
                 record = ProfileRecord.of(row)
         except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
+            self.files.remove(profile_id)
             raise
         return record
 
     def references(self, profile_id: str) -> list[str] | None:
         """The submitted references, or None when they are gone (profile deleted or finished)."""
-        try:
-            with open(self.directory(profile_id) / self.REFERENCES, encoding="utf-8") as handle:
-                return [str(item) for item in json.load(handle)]
-        except FileNotFoundError:
-            return None
+        return self.files.references(profile_id)
 
     def save_reference_image(self, profile_id: str, index: int, data: bytes) -> None:
         """Keep the fetched bytes of reference ``index`` until the build ends."""
-        path = self.directory(profile_id) / f"reference-{index:02d}"
-        if not path.parent.is_dir():
-            return  # the profile was deleted meanwhile
-        temporary = path.with_name(f".{path.name}.tmp")
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
+        self.files.save_reference_image(profile_id, index, data)
 
     def reference_image(self, profile_id: str, index: int) -> bytes | None:
-        try:
-            return (self.directory(profile_id) / f"reference-{index:02d}").read_bytes()
-        except FileNotFoundError:
-            return None
+        return self.files.reference_image(profile_id, index)
 
     # --- reads --------------------------------------------------------------------------------------
 
@@ -217,7 +189,9 @@ class ProfileStore:
             row = session.get(ProfileRow, profile_id)
             if row is None or row.account_id != account_id:
                 return None
-            return row.picture
+            if row.picture is not None or row.status != "READY":
+                return row.picture
+        return self.files.picture(profile_id)
 
     def ready_embeddings(
         self, account_id: str, profile_ids: list[str]
@@ -359,7 +333,9 @@ class ProfileStore:
             "lease_expires_at": None,
         }
         if embeddings is not None:
-            values |= {"status": "READY", "embeddings": encode_embeddings(embeddings), "picture": picture}
+            values |= {"status": "READY", "embeddings": encode_embeddings(embeddings)}
+            if picture is not None:
+                self.files.save_picture(profile_id, picture)  # before the row says READY
         else:
             values |= {"status": "ERROR"}
         with Session(self._engine) as session, session.begin():
@@ -372,10 +348,15 @@ class ProfileStore:
                 )
                 .values(**values)
             )
-        if changed.rowcount != 1:  # type: ignore[attr-defined]
-            return False
-        shutil.rmtree(self.directory(profile_id), ignore_errors=True)
-        return True
+        if changed.rowcount == 1:  # type: ignore[attr-defined]
+            self.files.remove_build_files(profile_id)
+            return True
+        with Session(self._engine) as session:
+            gone = session.get(ProfileRow, profile_id) is None
+        if gone:
+            self.files.remove(profile_id)  # deleted meanwhile: drop what this build wrote
+        # else another process holds the build now: its references stay
+        return False
 
     def delete(self, account_id: str, profile_id: str) -> bool:
         """Delete the account's profile, its embeddings, picture and references; False when unknown."""
@@ -385,12 +366,13 @@ class ProfileStore:
             )
         if removed.rowcount != 1:  # type: ignore[attr-defined]
             return False
-        shutil.rmtree(self.directory(profile_id), ignore_errors=True)
+        self.files.remove(profile_id)
         return True
 
     def leftover_directories(self) -> list[str]:
-        """Reference directories with no profile row (a create that crashed before its commit)."""
-        on_disk = [path.name for path in self.root.iterdir() if path.is_dir() and path.name.startswith("prof_")]
+        """Profile folders with no profile row (a create that crashed before its commit), untouched for a
+        minute (a younger one may belong to a create still in progress on another replica)."""
+        on_disk = sorted(self.files.profile_ids(min_age_s=LEFTOVER_MIN_AGE_S))
         if not on_disk:
             return []
         with Session(self._engine) as session:
@@ -398,4 +380,4 @@ class ProfileStore:
         return [name for name in on_disk if name not in known]
 
     def remove_directory(self, profile_id: str) -> None:
-        shutil.rmtree(self.directory(profile_id), ignore_errors=True)
+        self.files.remove(profile_id)
