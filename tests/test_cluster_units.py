@@ -16,11 +16,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import Message, Receive, Scope, Send
 
+from server.app import load_or_create_signing_secret
 from server.cluster import ReplicaLossMiddleware, forwarded_environment, merge_expositions
 from server.cluster._command import plan_replicas, share_local_secrets
 from server.logs import JsonFormatter, RequestContextFilter
 from server.middleware import current_request_id
 from server.settings import Settings
+from server.storage import create_database, load_or_create_dev_key
 
 # --- the replica plan -----------------------------------------------------------------------------------
 
@@ -227,7 +229,7 @@ def test_json_log_line_carries_request_id_and_replica() -> None:
     assert "ValueError: boom" in second["exception"]
 
 
-def test_replicas_share_the_data_dir_secret_and_dev_key_created_once(
+def test_replicas_share_the_database_secret_and_dev_key_created_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("ENHANCE_SIGNING_SECRET", "ENHANCE_API_KEYS", "ENHANCE_DATA_DIR"):
@@ -235,8 +237,14 @@ def test_replicas_share_the_data_dir_secret_and_dev_key_created_once(
     monkeypatch.chdir(tmp_path)
     share_local_secrets(Settings(data_dir=Path("relative-data")))
     secret = os.environ["ENHANCE_SIGNING_SECRET"]
-    assert len(secret) >= 32 and (tmp_path / "relative-data" / "signing-secret").read_text().strip() == secret
-    assert os.environ["ENHANCE_API_KEYS"] == (tmp_path / "relative-data" / "dev-api-key").read_text().strip()
+    database = create_database(None, tmp_path / "relative-data")
+    try:
+        stored = load_or_create_signing_secret(database, tmp_path / "relative-data").decode()
+        dev_key, created = load_or_create_dev_key(database, tmp_path / "relative-data")
+    finally:
+        database.dispose()
+    assert len(secret) >= 32 and stored == secret  # kept in the database every replica opens
+    assert os.environ["ENHANCE_API_KEYS"] == dev_key and not created
     assert os.environ["ENHANCE_DATA_DIR"] == str(tmp_path / "relative-data")  # absolute for the replicas
     monkeypatch.delenv("ENHANCE_SIGNING_SECRET")
     share_local_secrets(Settings(data_dir=tmp_path / "relative-data"))

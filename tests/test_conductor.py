@@ -29,8 +29,8 @@ from tests.conftest import stand_in_model
 
 HEADER_KEYS = [
     "input", "network_input", "output", "network", "device", "dtype", "tile", "overlap", "tiles", "batches",
-    "oom_retries", "nan_fallbacks", "estimates", "prompt", "degradation", "plan", "variations", "alpha",
-    "timings", "source_format", "original_size", "output_format", "identity",
+    "oom_retries", "nan_fallbacks", "estimates", "prompt", "degradation", "plan", "tone_corrections", "variations",
+    "alpha", "timings", "source_format", "original_size", "output_format", "identity",
 ]  # fmt: skip
 
 

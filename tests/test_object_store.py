@@ -211,7 +211,9 @@ def test_profile_files_live_in_the_bucket_and_leave_with_the_profile(s3_server: 
         store.save_reference_image(record.id, 1, b"jpeg bytes")
         assert store.reference_image(record.id, 1) == b"jpeg bytes"
         embeddings = np.random.default_rng(0).standard_normal((2, 128)).astype(np.float32)
-        assert store.finish(record.id, now, embeddings=embeddings, picture=b"\xff\xd8 picture")
+        claimed = store.claim_next("builder-1", now, 60)
+        assert claimed is not None and claimed.id == record.id
+        assert store.finish(record.id, now, owner="builder-1", embeddings=embeddings, picture=b"\xff\xd8 picture")
         assert bucket_keys(s3_server, bucket) == [f"p/profiles/{record.id}/picture.jpg"]
         assert store.picture(account.id, record.id) == b"\xff\xd8 picture"
         assert store.picture("another-account", record.id) is None
