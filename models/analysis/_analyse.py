@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from models.analysis._blur import estimate_blur_sigma
 from models.analysis._colour import ColourCast, estimate_colour_cast
@@ -71,15 +72,20 @@ class ImageAnalysis:
         }
 
 
-def analyse_image(rgb: np.ndarray, source: bytes | None = None, *, detect: bool = True) -> ImageAnalysis:
+def analyse_image(
+    rgb: np.ndarray, source: bytes | None = None, *, detect: bool = True, device: torch.device | str = "cpu"
+) -> ImageAnalysis:
     """Run every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB, as decoded).
 
     ``source``: the original file bytes, when available: a JPEG's quantisation tables then give its
     quality exactly (otherwise it is recovered from the pixels). ``detect``: run face detection.
+    ``device``: where the estimators run (the service passes its networks' device): the image is
+    uploaded there once and every estimator works on that copy; only their scalar results come back.
     Deterministic; raises ``ValueError`` for arrays of the wrong type or shape.
     """
     check_rgb(rgb)
     timings: dict[str, float] = {}
+    target = torch.device(device)
 
     def timed(name: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
@@ -88,17 +94,19 @@ def analyse_image(rgb: np.ndarray, source: bytes | None = None, *, detect: bool 
         return value
 
     rgb = np.clip(rgb, 0.0, 1.0)
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(target)
+    # The tables (parsing the file's bytes) are read on the host; pixels are only looked at on the device.
     jpeg = (jpeg_quality_from_bytes(source) if source is not None else None) or timed(
-        "jpeg_s", jpeg_quality_from_pixels, rgb
+        "jpeg_s", jpeg_quality_from_pixels, image
     )
-    noise = timed("noise_s", estimate_noise_sigma, rgb)
-    blur = timed("blur_s", estimate_blur_sigma, rgb)
+    noise = timed("noise_s", estimate_noise_sigma, image)
+    blur = timed("blur_s", estimate_blur_sigma, image)
     upscale, evidence = timed(
-        "resolution_s", estimate_upscale_factor, rgb, blur_sigma=blur, jpeg_compressed=jpeg.quality is not None
+        "resolution_s", estimate_upscale_factor, image, blur_sigma=blur, jpeg_compressed=jpeg.quality is not None
     )
-    tone = timed("tone_s", estimate_tone, rgb)
-    colour = timed("colour_s", estimate_colour_cast, rgb)
-    content = timed("content_s", classify_content, rgb, noise)
+    tone = timed("tone_s", estimate_tone, image)
+    colour = timed("colour_s", estimate_colour_cast, image)
+    content = timed("content_s", classify_content, image, noise)
     faces = timed("faces_s", detect_faces, rgb) if detect else None
     return ImageAnalysis(
         width=int(rgb.shape[1]),

@@ -89,15 +89,15 @@ def content_features(rgb: np.ndarray | torch.Tensor) -> tuple[float, float, floa
     keys = torch.where(grey, grey_keys, colour_keys).reshape(-1).long()
     counts = torch.bincount(keys, minlength=12)
     share = torch.topk(counts, 12).values.sum().double() / keys.numel()
-    n, flat_v, flat_all_v, smooth_v, share_v = torch.stack(
-        [n_usable.double(), flat, flat_all, smooth, share]
-    ).tolist()
+    n, flat_v, flat_all_v, smooth_v, share_v = torch.stack([n_usable.double(), flat, flat_all, smooth, share]).tolist()
     if n <= 64:  # nothing but black and white: a drawing in two inks
         flat_v, smooth_v = 1.0, 1.0
     return flat_v, flat_all_v, smooth_v, share_v
 
 
-def classify_content(rgb: np.ndarray | torch.Tensor, noise_sigma: float, model: ContentModel = CONTENT_MODEL) -> ContentEstimate:
+def classify_content(
+    rgb: np.ndarray | torch.Tensor, noise_sigma: float, model: ContentModel = CONTENT_MODEL
+) -> ContentEstimate:
     """Photo or illustration for ``rgb`` (float32 H×W×3 in [0, 1], sRGB) given its ``noise_sigma``."""
     flat, flat_all, smooth, share = content_features(rgb)
     score = (

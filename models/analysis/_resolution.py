@@ -50,7 +50,9 @@ def _peak_strength(spectrum: np.ndarray, n: int, frequency: float) -> float:
     return float(spectrum[lo:hi].max() / background)
 
 
-def estimate_upscale_factor(rgb: np.ndarray | torch.Tensor, *, blur_sigma: float, jpeg_compressed: bool) -> tuple[float, str]:
+def estimate_upscale_factor(
+    rgb: np.ndarray | torch.Tensor, *, blur_sigma: float, jpeg_compressed: bool
+) -> tuple[float, str]:
     """Effective upscale factor of ``rgb`` (float32 H×W×3 in [0, 1], sRGB) and how it was found
     ("periodicity", "blur" or "none"). 1.0 means the image carries detail at its full resolution.
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
+import torch
 
 from models.analysis import ImageAnalysis, analyse_image
 from models.faces import FaceModels, IdentityPolicy, IdentityResult, KnownProfile, identify_outputs
@@ -86,8 +87,9 @@ def enhance_request(
     spent = Timings()
     decoded = _timed(spent, "decode_s", decode, request.source, options)
     analysis = _timed(
-        spent, "analysis_s", analyse, decoded.rgb, request.source, decoded.alpha, detect=options.detect_faces
-    )
+        spent, "analysis_s", analyse, decoded.rgb, request.source, decoded.alpha,
+        detect=options.detect_faces, device=networks_device(pipeline.networks),
+    )  # fmt: skip
     steered = steer(analysis, request.prompt, options.num_outputs)
     rendered = super_resolve(
         decoded.rgb, decoded.alpha, analysis, steered.decided, pipeline.networks, options,
@@ -116,13 +118,25 @@ def decode(source: bytes, options: EnhanceOptions) -> DecodedImage:
 
 
 def analyse(
-    rgb: np.ndarray, source: bytes | None = None, alpha: np.ndarray | None = None, *, detect: bool = True
+    rgb: np.ndarray,
+    source: bytes | None = None,
+    alpha: np.ndarray | None = None,
+    *,
+    detect: bool = True,
+    device: torch.device | str = "cpu",
 ) -> ImageAnalysis:
-    """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB). With ``alpha``
-    (float32 H×W), the image is judged as it is seen: over white (hidden pixels carry arbitrary
-    colour). ``source`` (the file's bytes) gives a JPEG's quality exactly; ``detect`` finds faces."""
+    """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB), run on ``device``
+    (the networks' device). With ``alpha`` (float32 H×W), the image is judged as it is seen: over
+    white (hidden pixels carry arbitrary colour). ``source`` (the file's bytes) gives a JPEG's quality
+    exactly; ``detect`` finds faces."""
     seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
-    return analyse_image(seen, source, detect=detect)
+    return analyse_image(seen, source, detect=detect, device=device)
+
+
+def networks_device(networks: SRModel | Mapping[str, SRModel]) -> torch.device:
+    """The device the super-resolution networks run on (the first one's, for a mapping by content)."""
+    first = next(iter(networks.values()), None) if isinstance(networks, Mapping) else networks
+    return torch.device(getattr(first, "device", "cpu"))
 
 
 def steer(analysis: ImageAnalysis, prompt: str | Steering | None, num_outputs: int) -> Steered:
@@ -251,7 +265,10 @@ def enhance_image(
     bytes (JPEG tables); ``analysis``: a precomputed analysis (else it is computed here)."""
     timings = Timings()
     if analysis is None:
-        analysis = _timed(timings, "analysis_s", analyse, rgb, source, alpha, detect=options.detect_faces)
+        analysis = _timed(
+            timings, "analysis_s", analyse, rgb, source, alpha,
+            detect=options.detect_faces, device=networks_device(models),
+        )  # fmt: skip
     steered = (
         steer(analysis, steering, options.num_outputs)
         if steering is not None
