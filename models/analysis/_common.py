@@ -73,8 +73,10 @@ def as_tensor(rgb: np.ndarray | torch.Tensor, device: torch.device | str | None 
 
 def luma_t(rgb: torch.Tensor) -> torch.Tensor:
     """Rec. 601 luma of an H×W×3 tensor (same dtype), H×W."""
-    weights = torch.tensor(LUMA_WEIGHTS, dtype=torch.float32, device=rgb.device)
-    return (rgb.float() @ weights).to(rgb.dtype)
+    # Element-wise (never a matrix product, which a device may run at reduced (TF32) precision).
+    r, g, b = (float(w) for w in LUMA_WEIGHTS)
+    x = rgb.float()
+    return (x[..., 0] * r + x[..., 1] * g + x[..., 2] * b).to(rgb.dtype)
 
 
 def srgb_to_linear_t(values: torch.Tensor) -> torch.Tensor:
@@ -177,11 +179,12 @@ def shrink_t(rgb: torch.Tensor, long_side: int) -> torch.Tensor:
         return rgb
     ratio = long_side / max(height, width)
     out_w, out_h = max(1, round(width * ratio)), max(1, round(height * ratio))
-    rows = torch.from_numpy(_box_weights(height, out_h)).to(rgb.device, torch.float32)
-    cols = torch.from_numpy(_box_weights(width, out_w)).to(rgb.device, torch.float32)
-    planes = rgb.permute(2, 0, 1)  # 3×H×W
+    # In float64: exact like Pillow's double-precision coefficients, and never reduced to TF32 on a GPU.
+    rows = torch.from_numpy(_box_weights(height, out_h)).to(rgb.device)
+    cols = torch.from_numpy(_box_weights(width, out_w)).to(rgb.device)
+    planes = rgb.permute(2, 0, 1).double()  # 3×H×W
     out = rows @ (planes @ cols.T)
-    return out.permute(1, 2, 0).contiguous()
+    return out.permute(1, 2, 0).float().contiguous()
 
 
 def centre_crop_t(values: torch.Tensor, side: int) -> torch.Tensor:
