@@ -86,6 +86,24 @@ def analyse_image(
     check_rgb(rgb)
     timings: dict[str, float] = {}
     target = torch.device(device)
+    rgb = np.clip(rgb, 0.0, 1.0)
+    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(target)
+    # On the CPU the working copies (≤ 768²) are too small for intra-op threads to pay: on a busy host
+    # their synchronisation made analysis 4-10× slower. The setting is per calling thread (OpenMP's),
+    # so a network running in another thread keeps its own.
+    threads = torch.get_num_threads()
+    if target.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _estimate(rgb, image, source, detect, timings)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _estimate(
+    rgb: np.ndarray, image: torch.Tensor, source: bytes | None, detect: bool, timings: dict[str, float]
+) -> ImageAnalysis:
+    """Every estimator on the uploaded ``image`` (faces on the host copy ``rgb``); fills ``timings``."""
 
     def timed(name: str, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
@@ -93,8 +111,6 @@ def analyse_image(
         timings[name] = time.perf_counter() - started
         return value
 
-    rgb = np.clip(rgb, 0.0, 1.0)
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).to(target)
     # The tables (parsing the file's bytes) are read on the host; pixels are only looked at on the device.
     jpeg = (jpeg_quality_from_bytes(source) if source is not None else None) or timed(
         "jpeg_s", jpeg_quality_from_pixels, image
