@@ -10,14 +10,20 @@ import numpy as np
 import torch
 
 from models.analysis._blur import estimate_blur_sigma
+from models.analysis._colour import MAX_SIDE as COLOUR_SIDE
 from models.analysis._colour import ColourCast, estimate_colour_cast
-from models.analysis._common import check_rgb
+from models.analysis._common import check_rgb, shrink_t
+from models.analysis._content import MAX_SIDE as CONTENT_SIDE
 from models.analysis._content import ContentEstimate, classify_content
 from models.analysis._faces import FaceBox, detect_faces
 from models.analysis._jpeg import JpegEstimate, jpeg_quality_from_bytes, jpeg_quality_from_pixels
 from models.analysis._noise import estimate_noise_sigma
 from models.analysis._resolution import estimate_upscale_factor
+from models.analysis._tone import MAX_SIDE as TONE_SIDE
 from models.analysis._tone import ToneEstimate, estimate_tone
+
+SHRUNK_SIDE = TONE_SIDE
+assert SHRUNK_SIDE == COLOUR_SIDE == CONTENT_SIDE, "one shared reduction serves tone, colour and content"
 
 
 @dataclass(frozen=True)
@@ -120,9 +126,11 @@ def _estimate(
     upscale, evidence = timed(
         "resolution_s", estimate_upscale_factor, image, blur_sigma=blur, jpeg_compressed=jpeg.quality is not None
     )
-    tone = timed("tone_s", estimate_tone, image)
-    colour = timed("colour_s", estimate_colour_cast, image)
-    content = timed("content_s", classify_content, image, noise)
+    # Tone, colour and content look at the same ≤ 512 px reduction: made once (they keep it as is).
+    small = shrink_t(image, SHRUNK_SIDE)
+    tone = timed("tone_s", estimate_tone, small)
+    colour = timed("colour_s", estimate_colour_cast, small)
+    content = timed("content_s", classify_content, small, noise)
     faces = timed("faces_s", detect_faces, rgb) if detect else None
     return ImageAnalysis(
         width=int(rgb.shape[1]),
