@@ -13,8 +13,10 @@ Public face:
 * :func:`classify_content` → :class:`ContentEstimate` — photo or illustration.
 * :func:`detect_faces` → :class:`FaceBox` list — scikit-image's LBP frontal-face cascade.
 
-Every function takes ``rgb`` as float32 H×W×3 in [0, 1], sRGB-encoded, RGB order, on the CPU, and is
-deterministic. Accuracy against known truth: ``tests/benchmarks/bench_estimators.py``.
+Every function takes ``rgb`` as float32 H×W×3 in [0, 1], sRGB-encoded, RGB order, and is deterministic.
+The estimators are PyTorch tensor code: they also take a tensor on any device and run there
+(``analyse_image(..., device=...)`` uploads once); the face detector takes the host array.
+Accuracy against known truth: ``tests/benchmarks/bench_estimators.py``.
 """
 
 from models.analysis._analyse import ImageAnalysis, analyse_image
