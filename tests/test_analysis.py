@@ -236,3 +236,71 @@ def test_analysis_reads_the_jpeg_tables_when_given_the_source() -> None:
 def test_analysis_rejects_non_float_input() -> None:
     with pytest.raises(ValueError, match="float32"):
         analyse_image(photo("coffee", 32))
+
+
+# --- Tensor estimators (run on the service's device) ---------------------------------------------
+
+
+def test_tensor_filters_match_scipy_ndimage_on_a_photo() -> None:
+    import torch
+
+    from models.analysis import _common
+
+    grey = photo("coffee", 96).astype(np.float64).mean(axis=2)[:, :77] / 255.0
+    t = torch.from_numpy(grey)
+    pairs = {
+        "gaussian": (ndimage.gaussian_filter(grey, 1.5), _common.gaussian_filter(t, 1.5)),
+        "sobel0": (ndimage.sobel(grey, axis=0), _common.sobel(t, 0)),
+        "sobel1": (ndimage.sobel(grey, axis=1), _common.sobel(t, 1)),
+        "uniform": (ndimage.uniform_filter(grey, 7), _common.uniform_filter(t, 7)),
+        "maximum": (ndimage.maximum_filter(grey, 3), _common.maximum_filter3(t)),
+        "minimum": (ndimage.minimum_filter(grey, 3), _common.minimum_filter3(t)),
+        "laplace": (ndimage.laplace(grey), _common.laplace(t)),
+    }
+    for name, (expected, got) in pairs.items():
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("long_side", [256, 100, 77])
+def test_tensor_shrink_matches_pillow_box_reduction(long_side: int) -> None:
+    import torch
+
+    from models.analysis._common import shrink, shrink_t
+
+    rgb = to_float(skdata.astronaut()[:300, :211])
+    got = shrink_t(torch.from_numpy(rgb), long_side).numpy()
+    expected = shrink(rgb, long_side)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_estimators_give_the_same_results_on_a_tensor_as_on_an_array() -> None:
+    import torch
+
+    rgb = decoded(jpeg_bytes(photo("astronaut"), 70))
+    tensor = torch.from_numpy(rgb)
+    assert estimate_noise_sigma(tensor) == estimate_noise_sigma(rgb)
+    assert jpeg_quality_from_pixels(tensor) == jpeg_quality_from_pixels(rgb)
+    assert jpeg_quality_from_pixels(tensor).quality == 70
+    assert estimate_blur_sigma(tensor) == estimate_blur_sigma(rgb)
+    assert estimate_tone(tensor) == estimate_tone(rgb)
+    assert estimate_colour_cast(tensor) == estimate_colour_cast(rgb)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", PHOTOS)
+def test_analysis_on_cuda_agrees_with_the_cpu(name: str) -> None:
+    image = add_noise(photo(name), 6.0)
+    upscaled = np.asarray(Image.fromarray(photo(name, 128)).resize((256, 256), Image.Resampling.BICUBIC))
+    for rgb in (to_float(image), decoded(jpeg_bytes(image, 55)), to_float(upscaled)):
+        cpu = analyse_image(rgb, detect=False, device="cpu")
+        cuda = analyse_image(rgb, detect=False, device="cuda")
+        assert cuda.jpeg == cpu.jpeg
+        assert (cuda.upscale_factor, cuda.upscale_evidence) == (cpu.upscale_factor, cpu.upscale_evidence)
+        assert cuda.content.kind == cpu.content.kind
+        assert cuda.noise_sigma == pytest.approx(cpu.noise_sigma, abs=0.02)
+        assert cuda.blur_sigma == pytest.approx(cpu.blur_sigma, abs=0.01)
+        assert cuda.tone.exposure_ev == pytest.approx(cpu.tone.exposure_ev, abs=1e-4)
+        assert cuda.tone.contrast == pytest.approx(cpu.tone.contrast, abs=1e-4)
+        assert cuda.colour.gains == pytest.approx(cpu.colour.gains, abs=1e-4)
+        assert cuda.content.illustration_probability == pytest.approx(cpu.content.illustration_probability, abs=1e-3)

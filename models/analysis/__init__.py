@@ -14,8 +14,10 @@ Public face:
 * :func:`find_face_boxes` → :class:`FaceBox` list — the identity's face detector (dlib's MMOD CNN,
   ported) on a bounded working copy.
 
-Every function takes ``rgb`` as float32 H×W×3 in [0, 1], sRGB-encoded, RGB order, on the CPU, and is
-deterministic. Accuracy against known truth: ``tests/benchmarks/bench_estimators.py``.
+Every function takes ``rgb`` as float32 H×W×3 in [0, 1], sRGB-encoded, RGB order, and is deterministic.
+The estimators are PyTorch tensor code: they also take a tensor on any device and run there
+(``analyse_image(..., device=...)`` uploads once); the face detector takes the host array.
+Accuracy against known truth: ``tests/benchmarks/bench_estimators.py``.
 """
 
 from models.analysis._analyse import ImageAnalysis, analyse_image

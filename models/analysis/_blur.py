@@ -11,44 +11,54 @@ r raises it to about sqrt(base² + r²).
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+import torch
 
-from models.analysis._common import centre_crop, check_rgb, luma
+from models.analysis._common import as_tensor, centre_crop_t, gaussian_filter, luma_t, maximum_filter3, sobel
 
 REBLUR_SIGMA = 1.0
 EDGE_FRACTION = 0.03
 MAX_SIDE = 768
 
 
-def estimate_blur_sigma(rgb: np.ndarray) -> float:
-    """Gaussian blur radius (sigma, pixels) of the edges of ``rgb`` (float32 H×W×3 in [0, 1], sRGB).
+def estimate_blur_sigma(rgb: np.ndarray | torch.Tensor) -> float:
+    """Gaussian blur radius (sigma, pixels) of the edges of ``rgb`` (float32 H×W×3 in [0, 1], sRGB; an
+    array or a tensor on any device, where the work then runs).
 
     Returns 0.0 for images with no usable edges (flat or smaller than 16 px a side). Noise is first
     suppressed by a light pre-blur whose own contribution is subtracted in quadrature.
     """
-    check_rgb(rgb)
-    if min(rgb.shape[:2]) < 16:
+    image = as_tensor(rgb)
+    if min(image.shape[:2]) < 16:
         return 0.0
-    y = centre_crop(luma(rgb), MAX_SIDE).astype(np.float64)
+    y = centre_crop_t(luma_t(image), MAX_SIDE).double()
     pre = 0.5
-    y = ndimage.gaussian_filter(y, pre)
-    reblurred = ndimage.gaussian_filter(y, REBLUR_SIGMA)
-    magnitude = np.hypot(ndimage.sobel(y, axis=0), ndimage.sobel(y, axis=1)) / 8.0
-    magnitude_re = np.hypot(ndimage.sobel(reblurred, axis=0), ndimage.sobel(reblurred, axis=1)) / 8.0
+    y = gaussian_filter(y, pre)
+    reblurred = gaussian_filter(y, REBLUR_SIGMA)
+    magnitude = torch.hypot(sobel(y, 0), sobel(y, 1)) / 8.0
+    magnitude_re = torch.hypot(sobel(reblurred, 0), sobel(reblurred, 1)) / 8.0
     # Local maxima of the gradient (edge centres), among the strongest few per cent.
-    peaks = magnitude == ndimage.maximum_filter(magnitude, size=3)
-    border = np.zeros_like(peaks)
+    peaks = magnitude == maximum_filter3(magnitude)
+    border = torch.zeros_like(peaks)
     border[4:-4, 4:-4] = True
-    candidates = magnitude[peaks & border]
-    if candidates.size < 20 or candidates.max() < 0.02:
+    candidates = peaks & border
+    threshold = torch.quantile(magnitude[4:-4, 4:-4].reshape(-1), 1 - EDGE_FRACTION).clamp(min=0.02)
+    edges = candidates & (magnitude >= threshold)
+    ratio = magnitude / magnitude_re.clamp(min=1e-6)
+    usable = edges & (ratio > 1.0 + 1e-3)
+    sigma = REBLUR_SIGMA / torch.sqrt(torch.where(usable, ratio**2 - 1.0, torch.ones_like(ratio)))
+    median = torch.nanquantile(torch.where(usable, sigma, torch.full_like(sigma, float("nan"))).reshape(-1), 0.5)
+    zero = torch.zeros((), dtype=torch.float64, device=magnitude.device)
+    n_candidates, top, n_edges, n_usable, sigma_total = torch.stack(
+        [
+            candidates.sum().double(),
+            torch.where(candidates, magnitude, zero).max(),
+            edges.sum().double(),
+            usable.sum().double(),
+            median,
+        ]
+    ).tolist()
+    if n_candidates < 20 or top < 0.02 or n_edges < 10:
         return 0.0
-    threshold = max(np.quantile(magnitude[border], 1 - EDGE_FRACTION), 0.02)
-    edges = peaks & border & (magnitude >= threshold)
-    if edges.sum() < 10:
-        return 0.0
-    ratio = magnitude[edges] / np.maximum(magnitude_re[edges], 1e-6)
-    ratio = ratio[ratio > 1.0 + 1e-3]
-    if ratio.size == 0:
+    if n_usable == 0:
         return float("inf")
-    sigma_total = float(np.median(REBLUR_SIGMA / np.sqrt(ratio**2 - 1.0)))
     return float(np.sqrt(max(sigma_total**2 - pre**2, 0.0)))

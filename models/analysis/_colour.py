@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+import torch
 
-from models.analysis._common import check_rgb, shrink, srgb_to_linear
+from models.analysis._common import as_tensor, gaussian_filter, shrink_t, sobel, srgb_to_linear_t
 
 MINKOWSKI_P = 6.0
 MAX_SIDE = 512
@@ -37,18 +37,20 @@ def illuminant_angle(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
 
 
-def estimate_colour_cast(rgb: np.ndarray) -> ColourCast:
-    """Colour cast of ``rgb`` (float32 H×W×3 in [0, 1], sRGB); see the module docstring."""
-    check_rgb(rgb)
-    linear = srgb_to_linear(shrink(rgb, MAX_SIDE)).astype(np.float64)
+def estimate_colour_cast(rgb: np.ndarray | torch.Tensor) -> ColourCast:
+    """Colour cast of ``rgb`` (float32 H×W×3 in [0, 1], sRGB; an array or a tensor on any device,
+    where the work then runs); see the module docstring."""
+    linear = srgb_to_linear_t(shrink_t(as_tensor(rgb), MAX_SIDE)).double()
     # Clipped pixels carry no colour information about the light.
-    valid = (linear.max(axis=2) < 0.98) & (linear.min(axis=2) > 0.002)
-    illuminant = np.zeros(3)
+    valid = (linear.amax(dim=2) < 0.98) & (linear.amin(dim=2) > 0.002)
+    count = valid.sum()
+    means = []
     for c in range(3):
-        smooth = ndimage.gaussian_filter(linear[:, :, c], 1.0)
-        edges = np.hypot(ndimage.sobel(smooth, axis=0), ndimage.sobel(smooth, axis=1))
-        values = edges[valid] if valid.sum() > 100 else edges.reshape(-1)
-        illuminant[c] = np.mean(values**MINKOWSKI_P) ** (1 / MINKOWSKI_P)
+        smooth = gaussian_filter(linear[:, :, c], 1.0)
+        powered = torch.hypot(sobel(smooth, 0), sobel(smooth, 1)) ** MINKOWSKI_P
+        over_valid = (powered * valid).sum() / count.clamp(min=1)
+        means.append(torch.where(count > 100, over_valid, powered.mean()))
+    illuminant = (torch.stack(means) ** (1 / MINKOWSKI_P)).cpu().numpy()
     if illuminant[1] <= 0:
         return ColourCast(gains=(1.0, 1.0, 1.0), angle_deg=0.0, warmth=0.0)
     gains = illuminant / illuminant[1]

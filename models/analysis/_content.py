@@ -20,9 +20,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+import torch
 
-from models.analysis._common import check_rgb, shrink
+from models.analysis._common import as_tensor, correlate1d, maximum_filter3, minimum_filter3, shrink_t
 
 MAX_SIDE = 512
 
@@ -58,37 +58,46 @@ class ContentEstimate:
     palette_share: float
 
 
-def content_features(rgb: np.ndarray) -> tuple[float, float, float, float]:
-    """(flat_fraction, flat_fraction_all, smooth_fraction, palette_share) of ``rgb`` (float32 H×W×3 in [0, 1]); see the
-    module docstring."""
-    check_rgb(rgb)
-    small = shrink(rgb, MAX_SIDE)
-    spread = np.zeros(small.shape[:2], dtype=np.float32)
-    curvature = np.zeros(small.shape[:2], dtype=np.float32)
-    for c in range(3):
-        channel = small[:, :, c]
-        spread = np.maximum(spread, ndimage.maximum_filter(channel, 3) - ndimage.minimum_filter(channel, 3))
-        curvature = np.maximum(curvature, np.abs(ndimage.laplace(channel)))
-    extreme = (small.max(axis=2) < 3 / 255) | (small.min(axis=2) > 252 / 255)
+def _laplace32(channel: torch.Tensor) -> torch.Tensor:
+    """``scipy.ndimage.laplace`` of a float32 channel as scipy rounds it: each second difference computed
+    in float64, stored as float32, then summed."""
+    wide = channel.double()
+    along_rows = correlate1d(wide, [1.0, -2.0, 1.0], 0).float()
+    along_columns = correlate1d(wide, [1.0, -2.0, 1.0], 1).float()
+    return along_rows + along_columns
+
+
+def content_features(rgb: np.ndarray | torch.Tensor) -> tuple[float, float, float, float]:
+    """(flat_fraction, flat_fraction_all, smooth_fraction, palette_share) of ``rgb`` (float32 H×W×3 in
+    [0, 1]; an array or a tensor on any device, where the work then runs); see the module docstring."""
+    small = shrink_t(as_tensor(rgb), MAX_SIDE)
+    planes = small.permute(2, 0, 1).contiguous()
+    spread = (maximum_filter3(planes) - minimum_filter3(planes)).amax(dim=0)
+    curvature = torch.stack([_laplace32(planes[c]).abs() for c in range(3)]).amax(dim=0)
+    extreme = (small.amax(dim=2) < 3 / 255) | (small.amin(dim=2) > 252 / 255)
     usable = ~extreme
-    flat_all = float(np.mean(spread <= 1.5 / 255))
-    if usable.sum() > 64:
-        flat = float(np.mean(spread[usable] <= 1.5 / 255))
-        smooth = float(np.mean(curvature[usable] <= 2.5 / 255))
-    else:  # nothing but black and white: a drawing in two inks
-        flat, smooth = 1.0, 1.0
-    if float(np.mean(np.abs(small - small.mean(axis=2, keepdims=True)).max(axis=2) < 2 / 255)) > 0.99:
-        # Grey images: 256 luma levels stand in for colours.
-        keys = np.clip((small.mean(axis=2) * 255.999).astype(np.int32), 0, 255)
-    else:
-        codes = np.clip((small * 31.999).astype(np.int32), 0, 31)
-        keys = (codes[:, :, 0] << 10) | (codes[:, :, 1] << 5) | codes[:, :, 2]
-    counts = np.bincount(keys.reshape(-1))
-    share = float(np.sort(counts)[::-1][:12].sum() / keys.size)
-    return flat, flat_all, smooth, share
+    flat_mask = spread <= 1.5 / 255
+    n_usable = usable.sum()
+    flat_all = flat_mask.double().mean()
+    flat = (flat_mask & usable).sum().double() / n_usable.clamp(min=1)
+    smooth = ((curvature <= 2.5 / 255) & usable).sum().double() / n_usable.clamp(min=1)
+    # Grey images: 256 luma levels stand in for colours.
+    grey = ((small - small.mean(dim=2, keepdim=True)).abs().amax(dim=2) < 2 / 255).double().mean() > 0.99
+    grey_keys = torch.clamp((small.mean(dim=2) * 255.999).to(torch.int32), 0, 255)
+    codes = torch.clamp((small * 31.999).to(torch.int32), 0, 31)
+    colour_keys = (codes[:, :, 0] << 10) | (codes[:, :, 1] << 5) | codes[:, :, 2]
+    keys = torch.where(grey, grey_keys, colour_keys).reshape(-1).long()
+    counts = torch.bincount(keys, minlength=12)
+    share = torch.topk(counts, 12).values.sum().double() / keys.numel()
+    n, flat_v, flat_all_v, smooth_v, share_v = torch.stack([n_usable.double(), flat, flat_all, smooth, share]).tolist()
+    if n <= 64:  # nothing but black and white: a drawing in two inks
+        flat_v, smooth_v = 1.0, 1.0
+    return flat_v, flat_all_v, smooth_v, share_v
 
 
-def classify_content(rgb: np.ndarray, noise_sigma: float, model: ContentModel = CONTENT_MODEL) -> ContentEstimate:
+def classify_content(
+    rgb: np.ndarray | torch.Tensor, noise_sigma: float, model: ContentModel = CONTENT_MODEL
+) -> ContentEstimate:
     """Photo or illustration for ``rgb`` (float32 H×W×3 in [0, 1], sRGB) given its ``noise_sigma``."""
     flat, flat_all, smooth, share = content_features(rgb)
     score = (

@@ -18,9 +18,10 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
-from models.analysis._common import check_rgb
+from models.analysis._common import as_tensor
 
 # The example tables of the JPEG standard (ITU-T T.81 Annex K), natural (row-major) order: libjpeg
 # scales them by quality.
@@ -110,51 +111,68 @@ def _dct_matrix() -> np.ndarray:
 _DCT = _dct_matrix()
 
 
-def _grid_offset(y: np.ndarray) -> tuple[int, int]:
+def _grid_offset(y: torch.Tensor) -> tuple[int, int]:
     """Offset (row, column) of the 8×8 block grid: where the jumps between neighbouring pixels are
     largest relative to the jumps one pixel further in."""
-    dy = np.abs(np.diff(y, axis=0)).mean(axis=1)
-    dx = np.abs(np.diff(y, axis=1)).mean(axis=0)
-    rows = [dy[o::8].mean() for o in range(8)]
-    cols = [dx[o::8].mean() for o in range(8)]
+    dy = (y[1:] - y[:-1]).abs().mean(dim=1)
+    dx = (y[:, 1:] - y[:, :-1]).abs().mean(dim=0)
+    rows = torch.stack([dy[o::8].mean() for o in range(8)])
+    cols = torch.stack([dx[o::8].mean() for o in range(8)])
     # A boundary after pixel 7 of a block is the difference at index 7 (mod 8) for an offset of 0.
-    return (int(np.argmax(rows)) + 1) % 8, (int(np.argmax(cols)) + 1) % 8
+    row, col = torch.stack([rows.argmax(), cols.argmax()]).tolist()
+    return (int(row) + 1) % 8, (int(col) + 1) % 8
 
 
-def _step_of(coefficients: np.ndarray) -> int:
-    """Largest step ``q`` (3..100) on whose multiples the coefficients fall, 1 when none does, 0 when
-    there are too few non-zero coefficients to tell."""
-    values = coefficients[np.abs(coefficients) > 1.5]
-    if values.size < 24:
-        return 0
-    for q in range(min(100, int(np.abs(values).max()) + 1), 2, -1):
-        on_lattice = np.mean(np.abs(values - q * np.round(values / q)) < _LATTICE_TOLERANCE)
+_STEPS = torch.arange(3, 101, dtype=torch.float64)
+
+
+def _steps_of(coefficients: torch.Tensor) -> list[int]:
+    """For each column of ``coefficients`` (N×F): the largest step ``q`` (3..100) on whose multiples its
+    coefficients fall, 1 when none does, 0 when there are too few non-zero coefficients to tell."""
+    steps = _STEPS.to(coefficients.device)
+    found = []
+    for f in range(coefficients.shape[1]):
+        values = coefficients[:, f]
+        used = values.abs() > 1.5
+        count = used.sum()
+        near = (values[:, None] - steps * torch.round(values[:, None] / steps)).abs() < _LATTICE_TOLERANCE
+        on_lattice = (near & used[:, None]).sum(0).double() / count.clamp(min=1)
         # By chance a fraction 2·tolerance/q of values lies that close to a multiple of q.
-        if on_lattice >= max(0.85, min(1.0, 2 * _LATTICE_TOLERANCE / q) + 0.25):
-            return q
-    return 1
+        needed = torch.clamp(torch.clamp(2 * _LATTICE_TOLERANCE / steps, max=1.0) + 0.25, min=0.85)
+        largest = torch.clamp(torch.floor(torch.where(used, values.abs(), 0.0).max()) + 1, max=100)
+        fits = (on_lattice >= needed) & (steps <= largest)
+        best = torch.where(fits, steps, torch.zeros_like(steps)).max()
+        step = torch.where(count < 24, torch.zeros_like(best), torch.where(best > 0, best, torch.ones_like(best)))
+        found.append(step)
+    return [int(q) for q in torch.stack(found).tolist()]
 
 
-def jpeg_quality_from_pixels(rgb: np.ndarray) -> JpegEstimate:
-    """Recover the JPEG quality that ``rgb`` (float32 H×W×3 in [0, 1], sRGB) was last compressed at,
-    from the lattice of its luma DCT coefficients; ``quality`` None when no JPEG traces are found."""
-    check_rgb(rgb)
-    values = rgb.astype(np.float64) * 255.0
-    y = values @ np.array([0.299, 0.587, 0.114]) - 128.0
-    if min(y.shape) < 32:
+def jpeg_quality_from_pixels(rgb: np.ndarray | torch.Tensor) -> JpegEstimate:
+    """Recover the JPEG quality that ``rgb`` (float32 H×W×3 in [0, 1], sRGB; an array or a tensor on
+    any device, where the work then runs) was last compressed at, from the lattice of its luma DCT
+    coefficients; ``quality`` None when no JPEG traces are found."""
+    image = as_tensor(rgb)
+    if min(image.shape[:2]) < 32:
         return JpegEstimate(quality=None, source="pixels", standard_tables=False)
+    values = image.double() * 255.0
+    weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64, device=values.device)
+    y = values @ weights - 128.0
     oy, ox = _grid_offset(y)
     y, values = y[oy:, ox:], values[oy:, ox:]
     h, w = (y.shape[0] // 8) * 8, (y.shape[1] // 8) * 8
-    blocks = y[:h, :w].reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
-    colour_blocks = values[:h, :w].reshape(h // 8, 8, w // 8, 8, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 192)
+    blocks = y[:h, :w].reshape(h // 8, 8, w // 8, 8).permute(0, 2, 1, 3).reshape(-1, 8, 8)
+    colour_blocks = values[:h, :w].reshape(h // 8, 8, w // 8, 8, 3).permute(0, 2, 1, 3, 4).reshape(-1, 192)
     # Blocks where a channel touches 0 or 255 were clipped after decoding: their coefficients left the lattice.
-    unclipped = (colour_blocks.min(axis=1) > 0.5) & (colour_blocks.max(axis=1) < 254.5)
+    unclipped = (colour_blocks.amin(dim=1) > 0.5) & (colour_blocks.amax(dim=1) < 254.5)
     blocks = blocks[unclipped]
     if blocks.shape[0] > _MAX_BLOCKS:
-        blocks = blocks[np.linspace(0, blocks.shape[0] - 1, _MAX_BLOCKS).astype(int)]
-    coefficients = _DCT @ blocks @ _DCT.T
-    steps = {(u, v): _step_of(coefficients[:, u, v]) for u, v in _PROBED}
+        chosen = np.linspace(0, blocks.shape[0] - 1, _MAX_BLOCKS).astype(int)
+        blocks = blocks[torch.from_numpy(chosen).to(blocks.device)]
+    dct = torch.from_numpy(_DCT).to(blocks.device)
+    coefficients = dct @ blocks @ dct.T
+    probed = torch.tensor([u * 8 + v for u, v in _PROBED], device=blocks.device)
+    step_list = _steps_of(coefficients.reshape(-1, 64)[:, probed])
+    steps = dict(zip(_PROBED, step_list, strict=True))
     known = {k: q for k, q in steps.items() if q > 0}
     if len(known) < 3 or sum(q >= 2 for q in known.values()) < max(3, len(known) // 2 + 1):
         return JpegEstimate(quality=None, source="pixels", standard_tables=False)

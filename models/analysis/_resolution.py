@@ -13,8 +13,9 @@ non-interpolating upscaler) a strong edge blur alone stands for a lower effectiv
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from models.analysis._common import centre_crop, check_rgb, luma
+from models.analysis._common import as_tensor, centre_crop_t, luma_t
 
 # Upscale factors considered, and the edge blur (sigma, px) a bicubic upscale of a sharp photo shows
 # at each (measured on scikit-image's photos: about 0.4 per unit of scale plus the photo's own).
@@ -31,11 +32,12 @@ def _folded(frequency: float) -> float:
     return min(f, 1.0 - f)
 
 
-def _profile_spectrum(y: np.ndarray) -> np.ndarray:
-    residue = np.abs(y[:, 2:] - 2 * y[:, 1:-1] + y[:, :-2])
-    profile = residue.mean(axis=0)
+def _profile_spectrum(y: torch.Tensor) -> torch.Tensor:
+    residue = (y[:, 2:] - 2 * y[:, 1:-1] + y[:, :-2]).abs()
+    profile = residue.mean(dim=0)
     profile = profile - profile.mean()
-    return np.abs(np.fft.rfft(profile * np.hanning(profile.size)))
+    window = torch.hann_window(profile.numel(), periodic=False, dtype=profile.dtype, device=profile.device)
+    return torch.fft.rfft(profile * window).abs()
 
 
 def _peak_strength(spectrum: np.ndarray, n: int, frequency: float) -> float:
@@ -48,22 +50,26 @@ def _peak_strength(spectrum: np.ndarray, n: int, frequency: float) -> float:
     return float(spectrum[lo:hi].max() / background)
 
 
-def estimate_upscale_factor(rgb: np.ndarray, *, blur_sigma: float, jpeg_compressed: bool) -> tuple[float, str]:
+def estimate_upscale_factor(
+    rgb: np.ndarray | torch.Tensor, *, blur_sigma: float, jpeg_compressed: bool
+) -> tuple[float, str]:
     """Effective upscale factor of ``rgb`` (float32 H×W×3 in [0, 1], sRGB) and how it was found
     ("periodicity", "blur" or "none"). 1.0 means the image carries detail at its full resolution.
 
     ``blur_sigma`` is :func:`estimate_blur_sigma`'s result; ``jpeg_compressed`` says whether JPEG
     traces were found (their block grid makes periodic peaks of its own, so periodicity is not used).
     """
-    check_rgb(rgb)
+    image = as_tensor(rgb)
     by_blur = max(1.0, blur_sigma / BLUR_PER_SCALE) if blur_sigma > BLUR_FULL_RESOLUTION else 1.0
-    y = centre_crop(luma(rgb), MAX_SIDE).astype(np.float64) * 255.0
+    y = centre_crop_t(luma_t(image), MAX_SIDE).double() * 255.0
     if min(y.shape) < 48 or jpeg_compressed:
         return (round(by_blur * 2) / 2, "blur") if by_blur > 1.0 else (1.0, "none")
+    # The residue profiles' spectra are computed where the image is; their few hundred values come back.
+    spectra = (_profile_spectrum(y), _profile_spectrum(y.T))
+    columns = spectra[0].numel()
+    both = torch.cat(spectra).cpu().numpy()
     found = []
-    for axis_view in (y, y.T):
-        spectrum = _profile_spectrum(axis_view)
-        n = axis_view.shape[1] - 2
+    for spectrum, n in ((both[:columns], y.shape[1] - 2), (both[columns:], y.shape[0] - 2)):
         strengths = {s: _peak_strength(spectrum, n, _folded(1.0 / s)) for s in CANDIDATE_SCALES}
         found.append(strengths)
     scores = {s: min(found[0][s], found[1][s]) for s in CANDIDATE_SCALES}

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from models.analysis._common import check_rgb, luma, shrink, srgb_to_linear
+from models.analysis._common import as_tensor, luma_t, shrink_t, srgb_to_linear_t
 
 TYPICAL_KEY = 0.18
 MAX_SIDE = 512
@@ -32,18 +33,23 @@ class ToneEstimate:
     clipped_bright: float
 
 
-def estimate_tone(rgb: np.ndarray) -> ToneEstimate:
-    """Exposure and contrast of ``rgb`` (float32 H×W×3 in [0, 1], sRGB); see the module docstring."""
-    check_rgb(rgb)
-    y = luma(shrink(rgb, MAX_SIDE)).reshape(-1)
-    linear = srgb_to_linear(y)
-    key = float(np.exp(np.mean(np.log(linear + 1e-3))))
-    p_lo, p1, p99, p_hi = np.quantile(y, [0.005, 0.01, 0.99, 0.995])
+def estimate_tone(rgb: np.ndarray | torch.Tensor) -> ToneEstimate:
+    """Exposure and contrast of ``rgb`` (float32 H×W×3 in [0, 1], sRGB; an array or a tensor on any
+    device, where the work then runs); see the module docstring."""
+    y = luma_t(shrink_t(as_tensor(rgb), MAX_SIDE)).reshape(-1)
+    linear = srgb_to_linear_t(y)
+    log_key = torch.log(linear + 1e-3).mean()
+    points = torch.quantile(y, torch.tensor([0.005, 0.01, 0.99, 0.995], device=y.device))
+    dark = (y <= 2 / 255).float().mean()
+    bright = (y >= 253 / 255).float().mean()
+    log_key, p_lo, p1, p99, p_hi, dark, bright = torch.cat(
+        [log_key.double()[None], points.double(), dark.double()[None], bright.double()[None]]
+    ).tolist()
     return ToneEstimate(
-        exposure_ev=float(np.log2(key / TYPICAL_KEY)),
+        exposure_ev=float(np.log2(np.exp(log_key) / TYPICAL_KEY)),
         contrast=float(p99 - p1),
         black_point=float(p_lo),
         white_point=float(p_hi),
-        clipped_dark=float(np.mean(y <= 2 / 255)),
-        clipped_bright=float(np.mean(y >= 253 / 255)),
+        clipped_dark=float(dark),
+        clipped_bright=float(bright),
     )

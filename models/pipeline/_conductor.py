@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
+import torch
 
 from models.analysis import FaceBox, ImageAnalysis, analyse_image
 from models.faces import (
@@ -97,6 +98,7 @@ def enhance_request(
     analysis, faces = _timed(
         spent, "analysis_s", analyse_with_faces, decoded.rgb, request.source, decoded.alpha,
         pipeline.faces if options.detect_faces else None, pipeline.identity, detect=options.detect_faces,
+        device=networks_device(pipeline.networks),
     )  # fmt: skip
     steered = steer(analysis, request.prompt, options.num_outputs)
     rendered = super_resolve(
@@ -127,14 +129,26 @@ def decode(source: bytes, options: EnhanceOptions) -> DecodedImage:
 
 
 def analyse(
-    rgb: np.ndarray, source: bytes | None = None, alpha: np.ndarray | None = None, *, detect: bool = True
+    rgb: np.ndarray,
+    source: bytes | None = None,
+    alpha: np.ndarray | None = None,
+    *,
+    detect: bool = True,
+    device: torch.device | str = "cpu",
 ) -> ImageAnalysis:
-    """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB). With ``alpha``
-    (float32 H×W), the image is judged as it is seen: over white (hidden pixels carry arbitrary
-    colour). ``source`` (the file's bytes) gives a JPEG's quality exactly; ``detect`` finds faces
-    (with the default detector: see :func:`analyse_with_faces` for the service's)."""
+    """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB), run on ``device``
+    (the networks' device). With ``alpha`` (float32 H×W), the image is judged as it is seen: over
+    white (hidden pixels carry arbitrary colour). ``source`` (the file's bytes) gives a JPEG's quality
+    exactly; ``detect`` finds faces (with the default detector: see :func:`analyse_with_faces` for the
+    service's)."""
     seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
-    return analyse_image(seen, source, detect=detect)
+    return analyse_image(seen, source, detect=detect, device=device)
+
+
+def networks_device(networks: SRModel | Mapping[str, SRModel]) -> torch.device:
+    """The device the super-resolution networks run on (the first one's, for a mapping by content)."""
+    first = next(iter(networks.values()), None) if isinstance(networks, Mapping) else networks
+    return torch.device(getattr(first, "device", "cpu"))
 
 
 def analyse_with_faces(
@@ -145,17 +159,18 @@ def analyse_with_faces(
     identity: IdentityPolicy,
     *,
     detect: bool = True,
+    device: torch.device | str = "cpu",
 ) -> tuple[ImageAnalysis, list[DetectedFace] | None]:
     """Analyse stage with the service's face models: the faces are found ONCE, by the identity's
     detector on its device and budget (``identity.min_face``, ``identity.max_work_pixels``), and serve
     both the analysis (protect-faces, the report) and the identify stage. Without ``faces`` (or with
     ``detect`` off) this is :func:`analyse` and no faces are handed on."""
     if faces is None or not detect:
-        return analyse(rgb, source, alpha, detect=detect), None
+        return analyse(rgb, source, alpha, detect=detect, device=device), None
     found = detect_faces(
         to_uint8(rgb), faces, min_face=identity.min_face, max_work_pixels=identity.max_work_pixels
     )
-    analysis = analyse(rgb, source, alpha, detect=False)
+    analysis = analyse(rgb, source, alpha, detect=False, device=device)
     boxes = [FaceBox(x=round(f.box.left), y=round(f.box.top), size=round(f.box.width)) for f in found]
     return replace(analysis, faces=boxes), found
 
@@ -288,7 +303,10 @@ def enhance_image(
     bytes (JPEG tables); ``analysis``: a precomputed analysis (else it is computed here)."""
     timings = Timings()
     if analysis is None:
-        analysis = _timed(timings, "analysis_s", analyse, rgb, source, alpha, detect=options.detect_faces)
+        analysis = _timed(
+            timings, "analysis_s", analyse, rgb, source, alpha,
+            detect=options.detect_faces, device=networks_device(models),
+        )  # fmt: skip
     steered = (
         steer(analysis, steering, options.num_outputs)
         if steering is not None
