@@ -7,6 +7,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,8 +17,10 @@ from skimage import data as skdata
 
 import weights
 from models.sr import SRModel, get_network, load_sr_model
-from tests.postgres_server import PostgresServer
-from tests.s3_server import S3Server, running_s3_server
+
+if TYPE_CHECKING:  # the servers' modules are imported where their fixtures run (the offline bundle carries neither)
+    from tests.postgres_server import PostgresServer
+    from tests.s3_server import S3Server
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -104,6 +107,8 @@ def stand_in_model(fast: torch.nn.Module, exact: torch.nn.Module | None = None) 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A real PostgreSQL server for this test session (tests/postgres_server.py)."""
+    from tests.postgres_server import PostgresServer
+
     server = PostgresServer()
     yield server
     server.stop()
@@ -135,6 +140,8 @@ def scene_photo() -> Callable[..., np.ndarray]:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A real S3 server (SeaweedFS) on loopback for the whole session, its credentials in the environment
     the way an operator sets them (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    from tests.s3_server import running_s3_server
+
     with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
         saved = {name: os.environ.get(name) for name in server.environment()}
         os.environ.update(server.environment())

@@ -25,17 +25,22 @@ from tests.conftest import encode_b64
 from tests.face_photos import augment, jpeg_bytes
 from tests.jobs_helpers import KEY_A, CallbackReceiver, free_port, verify_signature, wait_until
 from tests.postgres_server import PostgresServer
+from tests.s3_server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = 20
 # Long enough for a CPU-bound stretch on a busy 2-core machine; the take-over after the kill waits this.
 LEASE_S = 10.0
+# The shortest link lifetime the settings allow: outputs expire, and are swept, within the test.
+URL_TTL_S = 60
 
 
 class Replica:
     """``python -m server`` on a loopback port, on the shared database and data directory."""
 
-    def __init__(self, name: str, database_url: str, data_dir: Path, weights_dir: Path, log: Path) -> None:
+    def __init__(
+        self, name: str, database_url: str, data_dir: Path, weights_dir: Path, log: Path, storage: dict[str, str]
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -59,6 +64,7 @@ class Replica:
             "ENHANCE_JOB_LEASE_S": str(LEASE_S),
             "ENHANCE_JOB_POLL_INTERVAL_S": "0.2",
             "ENHANCE_LOG_LEVEL": "INFO",
+            **storage,
         }
         self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -129,11 +135,25 @@ def reference_images(seed: int) -> list[str]:
 
 
 def test_two_processes_share_jobs_and_a_killed_ones_jobs_finish_once_on_the_other(
-    tmp_path: Path, weights_dir: Path, chelsea: np.ndarray, receiver: CallbackReceiver, shared_database: str
+    tmp_path: Path,
+    weights_dir: Path,
+    chelsea: np.ndarray,
+    receiver: CallbackReceiver,
+    shared_database: str,
+    s3_server: S3Server,
 ) -> None:
-    data_dir = tmp_path / "data"
-    first = Replica("first", shared_database, data_dir, weights_dir, tmp_path / "first.log")
-    second = Replica("second", shared_database, data_dir, weights_dir, tmp_path / "second.log")
+    # Files in one SeaweedFS bucket, each process with its own data dir: nothing is shared on disk.
+    bucket = f"shared-{os.getpid()}"
+    s3_server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+    storage = {
+        **s3_server.environment(),
+        "ENHANCE_STORAGE_URL": f"s3://{bucket}/v1",
+        "ENHANCE_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "ENHANCE_URL_TTL_S": str(URL_TTL_S),
+        "ENHANCE_CLEANUP_INTERVAL_S": "1",
+    }
+    first = Replica("first", shared_database, tmp_path / "first", weights_dir, tmp_path / "first.log", storage)
+    second = Replica("second", shared_database, tmp_path / "second", weights_dir, tmp_path / "second.log", storage)
     replicas = [first, second]
     try:
         first.wait_ready()
@@ -224,11 +244,20 @@ def test_two_processes_share_jobs_and_a_killed_ones_jobs_finish_once_on_the_othe
             assert len({d.body for d in deliveries}) == 1  # repeats (at least once) carry the same bytes
             for delivery in deliveries:
                 assert verify_signature(secret, delivery.body, delivery.headers["x-phota-signature"])
-            # Every output downloads through the survivor, whichever process signed its link.
+            # Every output downloads straight from the store through its presigned URL, whoever made it.
             for url in document["result"]["download_urls"]:
-                target = httpx.URL(url).copy_with(host="127.0.0.1", port=second.port)
-                download = httpx.get(str(target), timeout=30)
+                assert url.startswith(s3_server.endpoint_url) and "Signature=" in url
+                download = httpx.get(url, timeout=30)
                 assert download.status_code == 200 and download.content[:3] == b"\xff\xd8\xff"
+
+        # After expiry (and the profile's deletion) the survivor's sweep leaves nothing in the bucket.
+        assert second.client.delete(f"/v1/phota/profiles/{profile_id}").status_code == 200
+
+        def bucket_empty() -> bool | None:
+            answer = s3_server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
+            return True if not answer.get("Contents") else None
+
+        assert wait_until(bucket_empty, timeout_s=URL_TTL_S + 120, interval_s=1.0)
     finally:
         for replica in replicas:
             replica.stop()
