@@ -129,6 +129,8 @@ _STEPS = torch.arange(3, 101, dtype=torch.float64)
 def _steps_of(coefficients: torch.Tensor) -> list[int]:
     """For each column of ``coefficients`` (N×F): the largest step ``q`` (3..100) on whose multiples its
     coefficients fall, 1 when none does, 0 when there are too few non-zero coefficients to tell."""
+    if coefficients.shape[0] == 0:  # no whole block (a thin image): nothing to tell
+        return [0] * coefficients.shape[1]
     steps = _STEPS.to(coefficients.device)
     found = []
     for f in range(coefficients.shape[1]):
