@@ -62,11 +62,28 @@ def replica_pids() -> list[int]:
     return sorted(int(line.split()[0]) for line in listing.splitlines() if "ServeReplica:enhance:enhance" in line)
 
 
+def serve_port() -> int:
+    """A free port below the ephemeral range (32768+): an OS-chosen ephemeral port can be taken by one of
+    Ray's many processes before Serve's proxy binds it ("Failed to bind")."""
+    import random
+    import socket
+
+    candidates = random.Random(os.getpid()).sample(range(20000, 30000), 200)
+    for candidate in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    return free_port()
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("cluster")
     environment = cluster_environment(directory / "data", weights_dir)
-    port = free_port()
+    port = serve_port()
     log = directory / "cluster.log"
     env = {**os.environ, **environment, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("RAY_ADDRESS", None)  # a local Ray instance of its own
