@@ -19,6 +19,7 @@ from models.pipeline._conductor import (
     PipelineRequest,
     Steered,
     analyse,
+    analyse_with_faces,
     choose_format,
     decode,
     encode,
@@ -26,6 +27,7 @@ from models.pipeline._conductor import (
     enhance_request,
     explain,
     identify,
+    networks_device,
     steer,
 )
 from models.pipeline._explain import Explanation, NetworkRun, Timings, VariationReport
@@ -86,6 +88,7 @@ __all__ = [
     "Variation",
     "VariationReport",
     "analyse",
+    "analyse_with_faces",
     "apply_changes",
     "choose_format",
     "decode",
@@ -96,6 +99,7 @@ __all__ = [
     "explain",
     "identify",
     "infer_parameters",
+    "networks_device",
     "output_size",
     "plan_output_size",
     "request_device_bytes",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import sys
 import time
@@ -82,16 +83,35 @@ def _requests() -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
     }
 
 
-def _stages() -> tuple[str, Callable[..., object], Callable[..., object]]:
-    """(label, analyse(rgb, source), identify(rgb, outputs, faces, candidates, policy))."""
+Analyse = Callable[[np.ndarray, bytes, FaceModels, IdentityPolicy], object]
+Identify = Callable[[np.ndarray, list[np.ndarray], FaceModels, list[KnownProfile], IdentityPolicy, object], object]
+
+
+def _stages() -> tuple[str, Analyse, Identify]:
+    """(label, analyse(rgb, source, faces, policy) → what identify needs, identify(rgb, outputs, faces,
+    candidates, policy, analysed)): the conductor's stages, where analysis finds the faces once and hands
+    them to identity; on an older checkout, the functions its request path called."""
     import models.pipeline as pipeline
 
-    if hasattr(pipeline, "identify") and hasattr(pipeline, "analyse"):
-        return "models.pipeline stages", pipeline.analyse, pipeline.identify
+    if hasattr(pipeline, "analyse_with_faces"):
+
+        def analyse(rgb: np.ndarray, source: bytes, faces: FaceModels, policy: IdentityPolicy) -> object:
+            return pipeline.analyse_with_faces(rgb, source, None, faces, policy)[1]
+
+        def identify(rgb, outputs, faces, candidates, policy, found):  # type: ignore[no-untyped-def]
+            return pipeline.identify(rgb, outputs, faces, candidates, policy, found)
+
+        return "models.pipeline stages (faces found once)", analyse, identify
     from models.analysis import analyse_image
     from models.faces import identify_outputs
 
-    return "analyse_image + identify_outputs", analyse_image, identify_outputs
+    def analyse_old(rgb: np.ndarray, source: bytes, faces: FaceModels, policy: IdentityPolicy) -> object:
+        return analyse_image(rgb, source)
+
+    def identify_old(rgb, outputs, faces, candidates, policy, found):  # type: ignore[no-untyped-def]
+        return identify_outputs(rgb, outputs, faces, candidates, policy)
+
+    return "analyse_image + identify_outputs", analyse_old, identify_old
 
 
 def _timed_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -108,7 +128,12 @@ def _timed_ms(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cores", type=int, default=1, help="CPU cores to pin to, torch on as many threads")
     args = parser.parse_args()
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cores])
+    import torch
+
+    torch.set_num_threads(args.cores)
     faces = _face_models()
     label, analyse, identify = _stages()
     reference = load_photo("obama2")
@@ -121,8 +146,12 @@ def main() -> None:
         rgb = (image.astype(np.float32) / 255.0).copy()
         source = _jpeg(image)
         output = np.asarray(Image.fromarray(image).resize((out_w, out_h), Image.Resampling.BICUBIC))
-        analysis = _timed_ms(lambda: analyse(rgb, source), args.repeats)  # noqa: B023
-        identity = _timed_ms(lambda: identify(rgb, [output], faces, candidates, policy), args.repeats)  # noqa: B023
+        analysis = _timed_ms(lambda: analyse(rgb, source, faces, policy), args.repeats)  # noqa: B023
+        found = analyse(rgb, source, faces, policy)
+        identity = _timed_ms(
+            lambda: identify(rgb, [output], faces, candidates, policy, found),  # noqa: B023
+            args.repeats,
+        )
         total = (analysis[0] + identity[0], analysis[1] + identity[1])
         size = f"{image.shape[1]}x{image.shape[0]}"
         cells = " ".join(f"{f'{fast:.0f} / {median:.0f}':>13}" for fast, median in (analysis, identity, total))
