@@ -14,20 +14,21 @@ from __future__ import annotations
 import argparse
 import sys
 
-import uvicorn
-
-from server.app import create_app
-from server.logs import configure_logging
-from server.runtime import ModelRuntime, load_face_models
-from server.settings import get_settings
-from server.storage import create_database, load_or_create_dev_key
-
 
 def main() -> None:
     if sys.argv[1:2] == ["keys"]:
+        # Only the database: no app, no PyTorch (the command answers in well under a second).
         from server.keys import run_keys_command
 
         raise SystemExit(run_keys_command(sys.argv[2:]))
+    import uvicorn
+
+    from server.app import create_app
+    from server.logs import configure_logging
+    from server.runtime import ModelRuntime, load_face_models
+    from server.settings import get_settings
+    from server.storage import create_database, load_or_create_dev_key
+
     parser = argparse.ArgumentParser(prog="python -m server", description="Run the enhance service.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")

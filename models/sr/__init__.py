@@ -24,6 +24,7 @@ from models.sr._network import (
     get_network,
     load_sr_model,
 )
+from models.sr._resample import upscale_bicubic
 from models.sr._tiling import Tile, feather_mask, padded_side, plan_tiles
 from models.sr._upscale import UpscaleReport, choose_tile_size, upscale
 
@@ -55,4 +56,5 @@ __all__ = [
     "plan_tiles",
     "run_batch",
     "upscale",
+    "upscale_bicubic",
 ]

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.sr._resample import upscale_bicubic
+
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(3 * sigma))
@@ -45,4 +47,4 @@ class BicubicUnsharp(nn.Module):
         blurred = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), horizontal, groups=channels)
         blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
         sharpened = torch.lerp(blurred, x, 1.0 + self.amount).clamp_(0.0, 1.0)
-        return F.interpolate(sharpened, scale_factor=self.scale, mode="bicubic", align_corners=False).clamp_(0.0, 1.0)
+        return upscale_bicubic(sharpened, self.scale, self.scale).clamp_(0.0, 1.0)
