@@ -89,6 +89,8 @@ TORCH_API_SINCE: dict[str, tuple[int, int]] = {
     "torch.nn.functional.relu_": (1, 0),
     "torch.empty": (1, 0),
     "torch.eye": (1, 0),
+    "torch.matmul": (1, 0),
+    "torch.nn.functional.fold": (1, 1),
     "torch.mul": (1, 0),
     "torch.ones_like": (1, 0),
     "torch.quantile": (1, 7),

@@ -34,11 +34,12 @@ def _weak_texture_patches(channel: torch.Tensor, keep: int, sample: np.ndarray |
     # come last (used only when the image has too little else, e.g. a black-on-white drawing).
     level = smooth[half : channel.shape[0] - half, half : channel.shape[1] - half][::2, ::2]
     texture = torch.where((level < 12.0) | (level > 243.0), texture + 1e6, texture)
-    patches = channel.unfold(0, PATCH, 2).unfold(1, PATCH, 2).reshape(-1, PATCH * PATCH)
     order = torch.sort(texture.reshape(-1), stable=True).indices[:keep]
     if sample is not None:
         order = order[torch.from_numpy(sample).to(order.device)]
-    return patches[order]
+    # Only the chosen patches are copied out of the (rows, columns, 7, 7) view of all of them.
+    patches = channel.unfold(0, PATCH, 2).unfold(1, PATCH, 2)
+    return patches[order // patches.shape[1], order % patches.shape[1]].reshape(-1, PATCH * PATCH)
 
 
 def _tail_mean_variance(eigenvalues: torch.Tensor) -> torch.Tensor:

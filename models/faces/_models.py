@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from models.faces._chips import extract_chip, face_chip_details
 from models.faces._mmod import FaceDetector
 from models.faces._resnet import EMBEDDING_SIZE, FaceEmbedder
-from models.faces._shape import ShapePredictor, intensity_image
+from models.faces._shape import ShapePredictor
 
 __all__ = ["EMBEDDING_SIZE", "Box", "FaceModelFiles", "FaceModels", "scan_faces", "working_factor"]
 
@@ -87,11 +87,12 @@ class FaceModels:
 
     def landmarks_of(self, image: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
         """The 5 landmarks (float64 (5, 2), x, y in pixels) of each face in ``boxes``."""
-        intensity = intensity_image(_check(image))
+        # The trees read a few hundred pixels per face: their grey level is taken there, not image-wide.
+        image = _check(image)
         points = []
         for box in boxes:
             rect = (round(box.left), round(box.top), round(box.right) - 1, round(box.bottom) - 1)
-            points.append(self.landmarks.predict(intensity, rect))
+            points.append(self.landmarks.predict(image, rect))
         return points
 
     def chips(self, image: np.ndarray, boxes: list[Box]) -> np.ndarray:

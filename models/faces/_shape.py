@@ -110,10 +110,11 @@ class ShapePredictor:
 
     def predict(self, intensity: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
         """Landmarks of the face in ``box`` (dlib's inclusive ``left, top, right, bottom``, integers)
-        of ``intensity`` (uint8 H×W, dlib's ``(r + g + b) // 3``): float64 (parts, 2), x and y in
+        of ``intensity`` (uint8 H×W, dlib's ``(r + g + b) // 3``, or the uint8 H×W×3 RGB image, whose
+        grey level is then taken only at the pixels the trees read): float64 (parts, 2), x and y in
         pixels, rounded to whole pixels as dlib's ``full_object_detection`` holds them."""
         left, top, right, bottom = box
-        height, width = intensity.shape
+        height, width = intensity.shape[:2]
         # unnormalizing_tform: the unit box's (0, 0) and (1, 1) onto the box's corners.
         scale = np.array([right - left, bottom - top], dtype=np.float64)
         origin = np.array([left, top], dtype=np.float64)
@@ -128,7 +129,8 @@ class ShapePredictor:
             xs, ys = pixels[:, 0], pixels[:, 1]
             inside = (xs >= 0) & (ys >= 0) & (xs < width) & (ys < height)
             values = np.zeros(len(pixels), np.float32)
-            values[inside] = intensity[ys[inside], xs[inside]]
+            sampled = intensity[ys[inside], xs[inside]]
+            values[inside] = sampled if sampled.ndim == 1 else sampled.astype(np.uint16).sum(axis=1) // 3
             node = np.zeros(level.idx1.shape[0], dtype=np.int64)
             rows = np.arange(level.idx1.shape[0])
             splits = level.idx1.shape[1]

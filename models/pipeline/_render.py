@@ -237,7 +237,7 @@ def super_resolve(
                     removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
                 out = out + params.grain * removed
             out = back_project(
-                out.clamp(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
+                out.clamp_(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
             )
             out = sharpen(out, amount=params.sharpen, sigma=sharpen_sigma)
             if face_mask is not None:
