@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.storage.database import Base
-from server.storage.leases import dead_local_owner, lease_free, lease_held, skip_locked
+from server.storage.leases import claim_first, dead_local_owner, lease_free, lease_held
 from server.storage.objects import LocalObjectStore, ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -309,22 +309,16 @@ class JobStore:
             .outerjoin(JobTurnRow, JobTurnRow.account_id == JobRow.account_id)
             .where(self._claimable(now))
             .order_by(JobTurnRow.last_claimed_at.asc().nulls_first(), JobRow.created_at, JobRow.id)
-            .limit(1)
         )
-        candidate = skip_locked(candidate, self._engine.dialect.name, JobRow)
+        values = {
+            "status": "RUNNING",
+            "attempts": JobRow.attempts + 1,
+            "started_at": now,
+            "lease_owner": owner,
+            "lease_expires_at": now + dt.timedelta(seconds=lease_s),
+        }
         with Session(self._engine) as session, session.begin():
-            job_id = session.scalar(
-                update(JobRow)
-                .where(JobRow.id == candidate.scalar_subquery(), self._claimable(now))
-                .values(
-                    status="RUNNING",
-                    attempts=JobRow.attempts + 1,
-                    started_at=now,
-                    lease_owner=owner,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                )
-                .returning(JobRow.id)
-            )
+            job_id = claim_first(session, JobRow.id, candidate, self._claimable(now), values)
             if job_id is None:
                 return None
             row = session.get(JobRow, job_id)
@@ -468,16 +462,11 @@ class JobStore:
             select(JobCallbackRow.job_id)
             .where(self._callback_due(now))
             .order_by(JobCallbackRow.next_attempt_at, JobCallbackRow.job_id)
-            .limit(1)
         )
-        candidate = skip_locked(candidate, self._engine.dialect.name, JobCallbackRow)
+        values = {"lease_owner": owner, "lease_expires_at": now + dt.timedelta(seconds=lease_s)}
         with Session(self._engine) as session, session.begin():
-            row = session.scalars(
-                update(JobCallbackRow)
-                .where(JobCallbackRow.job_id == candidate.scalar_subquery(), self._callback_due(now))
-                .values(lease_owner=owner, lease_expires_at=now + dt.timedelta(seconds=lease_s))
-                .returning(JobCallbackRow)
-            ).one_or_none()
+            job_id = claim_first(session, JobCallbackRow.job_id, candidate, self._callback_due(now), values)
+            row = None if job_id is None else session.get(JobCallbackRow, job_id)
             return None if row is None else _callback_record(row)
 
     def next_callback_due(self, now: dt.datetime) -> dt.datetime | None:

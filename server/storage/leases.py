@@ -18,8 +18,8 @@ import secrets
 import socket
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import ColumnElement, Select, and_, or_, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 
 def process_owner_id() -> str:
@@ -63,3 +63,20 @@ def skip_locked(query: Select[Any], dialect_name: str, of: object) -> Select[Any
     if dialect_name == "postgresql":
         return query.with_for_update(skip_locked=True, of=of)  # type: ignore[arg-type]
     return query
+
+
+def claim_first(
+    session: Session,
+    key: InstrumentedAttribute[Any],
+    candidate: Select[Any],
+    claimable: ColumnElement[bool],
+    values: dict[str, Any],
+) -> Any:
+    """The claim: ``UPDATE <key's table> SET values WHERE key = (candidate LIMIT 1, SKIP LOCKED) AND
+    claimable RETURNING key``, in ``session``'s transaction. ``candidate`` selects ``key`` of the rows
+    to claim, best first; ``claimable`` is checked again on the row itself (another claim may have
+    taken it since). Returns the claimed row's key, or None when there was nothing to claim."""
+    table = key.class_
+    first = skip_locked(candidate.limit(1), session.get_bind().dialect.name, table)
+    claim = update(table).where(key == first.scalar_subquery(), claimable).values(**values).returning(key)
+    return session.scalar(claim)

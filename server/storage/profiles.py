@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
 
 from server.storage.database import Base
 from server.storage.jobs import UTCDateTime
-from server.storage.leases import dead_local_owner, lease_free, lease_held, skip_locked
+from server.storage.leases import claim_first, dead_local_owner, lease_free, lease_held
 from server.storage.profile_files import ProfileFiles
 
 ProfileStatus = Literal["VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR", "INACTIVE"]
@@ -231,23 +231,16 @@ class ProfileStore:
         """Claim the oldest unfinished profile nobody holds (new, or its builder's lease ran out) for
         ``owner``: back to VALIDATING with one more attempt counted, leased until ``now + lease_s``.
         None when there is none. Each profile goes to one caller, across processes."""
-        candidate = (
-            select(ProfileRow.id).where(self._claimable(now)).order_by(ProfileRow.created_at, ProfileRow.id).limit(1)
-        )
-        candidate = skip_locked(candidate, self._engine.dialect.name, ProfileRow)
+        candidate = select(ProfileRow.id).where(self._claimable(now)).order_by(ProfileRow.created_at, ProfileRow.id)
+        values = {
+            "status": "VALIDATING",
+            "attempts": ProfileRow.attempts + 1,
+            "updated_at": now,
+            "lease_owner": owner,
+            "lease_expires_at": now + dt.timedelta(seconds=lease_s),
+        }
         with Session(self._engine) as session, session.begin():
-            profile_id = session.scalar(
-                update(ProfileRow)
-                .where(ProfileRow.id == candidate.scalar_subquery(), self._claimable(now))
-                .values(
-                    status="VALIDATING",
-                    attempts=ProfileRow.attempts + 1,
-                    updated_at=now,
-                    lease_owner=owner,
-                    lease_expires_at=now + dt.timedelta(seconds=lease_s),
-                )
-                .returning(ProfileRow.id)
-            )
+            profile_id = claim_first(session, ProfileRow.id, candidate, self._claimable(now), values)
             if profile_id is None:
                 return None
             row = session.get(ProfileRow, profile_id)
