@@ -18,6 +18,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,17 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from models.analysis import FaceBox, analyse_image
 from models.faces import FaceModelFiles, FaceModels, IdentityPolicy, KnownProfile, detect_faces
-from models.pipeline import EnhanceOptions, EnhancePipeline, PipelineRequest, enhance_request
+from models.pipeline import (
+    EnhanceOptions,
+    EnhancePipeline,
+    PipelineRequest,
+    enhance_request,
+    estimates_json,
+    prompt_json,
+)
+from models.prompt import parse_prompt
 from models.sr import SRModel
 from server import create_app
 from tests.conftest import encode_b64, stand_in_model
@@ -188,3 +198,22 @@ def test_header_identity_with_a_match_and_a_softened_face_keeps_its_layout(
     assert outcome.counts == {"prof_collins": 2}
     header = json.loads(json.dumps(outcome.explanation.to_json()))
     check_header("conductor_match_guard" if guard else "conductor_match_unguarded", header)
+
+
+def test_estimates_section_lists_eight_faces_and_says_when_none_were_looked_for(astronaut: np.ndarray) -> None:
+    rgb = (astronaut[:128, :128].astype(np.float32) / 255.0).copy()
+    skipped = analyse_image(rgb, detect=False)
+    assert estimates_json(skipped)["faces"] == {"estimated": False}
+    crowd = replace(skipped, faces=[FaceBox(x=4 * i, y=2 * i, size=20 + i) for i in range(10)])
+    faces = estimates_json(crowd)["faces"]
+    assert faces["count"] == 10 and faces["sizes"] == list(range(20, 28))
+    assert faces["boxes"][7] == [28, 14, 27] and len(faces["boxes"]) == 8
+
+
+def test_prompt_section_names_corrections_only_when_there_were_some() -> None:
+    plain = prompt_json(parse_prompt("sharper, not warmer"))
+    assert list(plain) == ["intents", "unrecognised"]
+    corrected = prompt_json(parse_prompt("sharpr please"))
+    assert list(corrected) == ["intents", "unrecognised", "corrected"] and corrected["corrected"] == {
+        "sharpr": "sharper"
+    }
