@@ -459,16 +459,20 @@ echo "== converting and verifying the weights"
 "$PYTHON" -m weights pull --from "$HERE" --only @NAMES@
 "$PYTHON" -m weights verify --only @NAMES@
 "$PYTHON" - <<'EOF'
+import site
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
 import server.app
 
-installed = Path(metadata.distribution("phota-enhance-local").locate_file("server/__init__.py")).resolve()
-if Path(server.__file__).resolve() != installed:
-    sys.exit(f"the service imports from {server.__file__}, not from the wheel just installed ({installed}):"
-             " remove that copy (a user-site install?) and run this again")
+roots = [sysconfig.get_paths()[key] for key in ("purelib", "platlib")]
+roots += [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+wheels = metadata.distributions(name="phota-enhance-local", path=roots)
+if Path(server.__file__).resolve() not in {Path(dist.locate_file("server/__init__.py")).resolve() for dist in wheels}:
+    sys.exit(f"the service imports from {server.__file__}, not from the wheel just installed into {roots[0]}:"
+             " remove that copy (an older install?) and run this again")
 EOF
 echo "== installed. Start: ENHANCE_AUTO_PULL_WEIGHTS=false $PYTHON -m server --host 0.0.0.0 --port 8000"
 """
