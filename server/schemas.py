@@ -30,7 +30,7 @@ def storable(value: str) -> bool:
 
 # Free text the service stores (a prompt may span lines): anything but NUL. A 422 otherwise.
 StoredText = Annotated[str, AfterValidator(refuse_nul)]
-# Tags and ids: printable text only. A 422 otherwise.
+# Labels (profile tags): printable text only. A 422 otherwise.
 Label = Annotated[str, AfterValidator(refuse_control)]
 
 
@@ -40,7 +40,7 @@ class EnhanceRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     image: str = Field(description="Raw base64, a data URL, or an http(s) URL of the image.")
-    profile_ids: list[Label] | None = Field(default=None, description="Candidate identities.")
+    profile_ids: list[str] | None = Field(default=None, description="Candidate identities.")
     num_output_images: int = Field(default=1, ge=1, le=4)
     output_format: Literal["png", "jpg"] | None = Field(
         default=None, description="png or jpg; default png before 2026-05-08, jpg from then."

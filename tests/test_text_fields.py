@@ -1,7 +1,8 @@
 """Free text a client sends that the service stores or looks up: NUL (which PostgreSQL's text cannot hold)
-is refused with FastAPI's 422 body, tags and profile ids refuse every control character, and an id with
-NUL in a URL path is simply unknown (404). Each case runs on SQLite and on a real PostgreSQL server,
-where a NUL used to reach the database and answer 500. The service runs in test mode (no weights)."""
+is refused with FastAPI's 422 body, profile tags refuse every control character, and a profile or job id
+with NUL (in the path or among ``profile_ids``) is simply unknown (404). Each case runs on SQLite and on
+a real PostgreSQL server, where a NUL used to reach the database and answer 500. The service runs in test
+mode (no weights)."""
 
 from __future__ import annotations
 
@@ -92,12 +93,25 @@ def test_ids_with_nul_in_the_path_are_unknown(client: TestClient) -> None:
         assert response.json()["code"] == "NOT_FOUND"
 
 
+@pytest.mark.parametrize("profile_id", ["prof\x00x", "\x00", "prof\nx"])
+def test_candidate_profile_id_with_nul_or_a_control_character_is_unknown(
+    client: TestClient, photo: str, profile_id: str
+) -> None:
+    for extra in ({}, {"async": True}):
+        body = {"image": photo, "profile_ids": [profile_id], **extra}
+        response = client.post("/v1/phota/enhance", headers=HEADERS, json=body)
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "NOT_FOUND"
+    # Written as [[id]] in the prompt: NUL is refused in any prompt; a token does not span lines.
+    prompted = {"image": photo, "prompt": f"sharper [[{profile_id}]]"}
+    status = client.post("/v1/phota/enhance", headers=HEADERS, json=prompted).status_code
+    assert status == (422 if "\x00" in profile_id else 200)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "location"),
     [
         ("prompt", "sharper\x00", ["body", "prompt"]),
-        ("profile_ids", ["prof\x00x"], ["body", "profile_ids", 0]),
-        ("profile_ids", ["prof\nx"], ["body", "profile_ids", 0]),
         ("client_request_id", "id-\x00", ["body", "client_request_id"]),
         ("callback_url", "https://hooks.example/\x00", ["body", "callback_url"]),
     ],
