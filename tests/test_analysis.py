@@ -219,12 +219,15 @@ def test_faces_counts_every_face_of_a_group() -> None:
     assert len(find_face_boxes(to_float(group))) == 4
 
 
-def test_analysis_reports_every_estimate_and_skips_faces_on_request() -> None:
+def test_analysis_measures_every_estimate_and_skips_faces_on_request() -> None:
     rgb = to_float(photo("chelsea", 128))
-    report = analyse_image(rgb, detect=False).report()
-    assert report["faces"] == {"estimated": False}
-    for key in ("noise_sigma", "jpeg_quality", "blur_sigma", "upscaled_by", "exposure_ev", "contrast", "content"):
-        assert key in report
+    analysis = analyse_image(rgb, detect=False)
+    assert analysis.faces is None and "faces_s" not in analysis.timings
+    assert (analysis.width, analysis.height) == (128, 128)
+    assert analysis.noise_sigma >= 0 and analysis.blur_sigma >= 0 and analysis.upscale_factor >= 1.0
+    assert analysis.jpeg.source == "pixels" and analysis.content.kind == "photo"
+    assert 0.0 <= analysis.tone.black_point < analysis.tone.white_point <= 1.0
+    assert {"noise_s", "blur_s", "resolution_s", "tone_s", "colour_s", "content_s"} <= set(analysis.timings)
 
 
 def test_analysis_reads_the_jpeg_tables_when_given_the_source() -> None:

@@ -4,6 +4,8 @@ with features left out of a bundle (identity, 16-bit precision, the illustration
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,6 +137,43 @@ def test_bundle_holds_sources_wheel_install_script_and_hashes(small_bundle: Path
     assert manifest["total_bytes"] == sum(entry["bytes"] for entry in manifest["files"].values())
     script = (small_bundle / "install.sh").read_text()
     assert "--no-index --no-deps" in script and f"pull --from \"$HERE\" --only {SMALL}" in script
+
+
+def test_install_script_runs_python_without_the_callers_python_environment(small_bundle: Path, tmp_path: Path) -> None:
+    """A checkout on the caller's PYTHONPATH must not shadow what the script installs: every Python it
+    runs has PYTHONPATH, PYTHONHOME and PYTHONSTARTUP unset and PYTHONSAFEPATH on (here PYTHON is a
+    stand-in that records its environment, so nothing is installed)."""
+    calls = tmp_path / "calls.log"
+    stand_in = tmp_path / "python"
+    stand_in.write_text(
+        "#!/bin/sh\n"
+        'printf "%s|%s|%s|%s|%s\\n" "${PYTHONPATH-unset}" "${PYTHONHOME-unset}" "${PYTHONSTARTUP-unset}"'
+        f' "${{PYTHONSAFEPATH-unset}}" "$*" >> "{calls}"\n'
+        "cat > /dev/null\n"
+    )
+    stand_in.chmod(0o755)
+    (tmp_path / "startup.py").write_text("raise SystemExit('PYTHONSTARTUP ran')\n")
+    caller = {
+        **os.environ,
+        "PYTHON": str(stand_in),
+        "PYTHONPATH": str(ROOT),
+        "PYTHONHOME": str(tmp_path / "elsewhere"),
+        "PYTHONSTARTUP": str(tmp_path / "startup.py"),
+    }
+    result = subprocess.run(
+        ["sh", str(small_bundle / "install.sh")], env=caller, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = calls.read_text().splitlines()
+    assert lines and all(line.split("|")[:4] == ["unset", "unset", "unset", "1"] for line in lines), lines
+    invoked = [line.split("|")[4].split(" ")[:2] for line in lines]
+    assert invoked == [["-"], ["-m", "pip"], ["-m", "weights"], ["-m", "weights"], ["-"]]
+    # The Python it feeds the interpreter compiles (the last one refuses a server imported from elsewhere).
+    scripts = re.findall(r"<<'EOF'\n(.*?)\nEOF\n", (small_bundle / "install.sh").read_text(), re.DOTALL)
+    assert len(scripts) == 2 and "locate_file" in scripts[1]
+    for script in scripts:
+        compile(script, "install.sh", "exec")
 
 
 def test_bundled_gpu_tests_collect_on_their_own(small_bundle: Path) -> None:

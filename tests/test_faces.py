@@ -32,6 +32,7 @@ from models.faces import (
     soften_face,
     to_uint8,
 )
+from models.pipeline import identity_json
 from tests.face_photos import FACE_BOXES, augment, load_photo
 
 FACE_FILES = ["dlib-face-recognition-resnet-v1", "dlib-shape-predictor-5", "dlib-mmod-face-detector"]
@@ -266,11 +267,12 @@ def test_guard_softens_a_face_the_enhancement_moved_and_keeps_one_it_did_not(
 ) -> None:
     source, faithful, swapped = (image.astype(np.float32) / 255.0 for image in swapped_face)
     result = identify_outputs(source, [faithful, swapped], face_models, [], IdentityPolicy(max_drift=0.2))
-    kept, softened = result.report["faces"][0]["outputs"]
-    assert kept["guard"] == "kept" and kept["drift"] <= 0.2
-    assert softened["guard"] == "softened"
-    assert softened["drift"] > 0.5
-    assert softened["drift_after"] < softened["drift"] / 2
+    assert result.report is not None
+    kept, softened = (output.guard for output in result.report.faces[0].outputs)
+    assert kept is not None and kept.action == "kept" and kept.drift <= 0.2
+    assert softened is not None and softened.action == "softened"
+    assert softened.drift > 0.5
+    assert softened.drift_after < softened.drift / 2
     assert result.images[0] is faithful
     assert not np.array_equal(result.images[1], swapped)
     assert result.images[1].dtype == np.float32
@@ -286,8 +288,9 @@ def test_guard_on_uint8_outputs_returns_uint8_equal_to_the_float_guard_rounded(
         source, [faithful_u8.astype(np.float32) / 255.0, swapped_u8.astype(np.float32) / 255.0], face_models, [], policy
     )
     result = identify_outputs(source, [faithful_u8, swapped_u8], face_models, [], policy)
-    assert [o["guard"] for o in result.report["faces"][0]["outputs"]] == ["kept", "softened"]
-    assert result.report["faces"] == as_float.report["faces"]
+    assert result.report is not None and as_float.report is not None
+    assert [o.guard.action for o in result.report.faces[0].outputs if o.guard] == ["kept", "softened"]
+    assert identity_json(result.report)["faces"] == identity_json(as_float.report)["faces"]
     assert result.images[0] is faithful_u8  # kept: the given array, never converted
     assert result.images[1].dtype == np.uint8
     assert not np.array_equal(result.images[1], swapped_u8)
@@ -302,9 +305,9 @@ def test_identify_outputs_counts_candidates_and_never_reports_others(face_models
     output = output.astype(np.float32) / 255.0
     result = identify_outputs(image, [output, output], face_models, [obama, hopper], IdentityPolicy())
     assert result.counts == {"prof_obama": 2}
-    assert len(result.report["faces"]) == 2
-    named = [o.get("match") for face in result.report["faces"] for o in face["outputs"]]
-    assert sorted(filter(None, named)) == ["prof_obama", "prof_obama"]
+    assert result.report is not None and len(result.report.faces) == 2
+    named = [o.matched.profile_id for face in result.report.faces for o in face.outputs if o.matched]
+    assert named == ["prof_obama", "prof_obama"]
 
 
 def test_identify_outputs_without_faces_counts_nothing(face_models: FaceModels) -> None:
@@ -312,7 +315,8 @@ def test_identify_outputs_without_faces_counts_nothing(face_models: FaceModels) 
 
     image = data.coffee().astype(np.float32) / 255.0
     result = identify_outputs(image, [image], face_models, [], IdentityPolicy())
-    assert result.counts == {} and result.report["faces"] == []
+    assert result.counts == {} and result.report is not None and result.report.faces == []
+    assert result.report.policy is None and set(result.report.timings) == {"detect_s"}
     assert result.images[0] is image
 
 
@@ -322,7 +326,7 @@ def test_identify_outputs_without_faces_returns_uint8_outputs_untouched(face_mod
     output = np.ascontiguousarray(data.coffee())
     snapshot = output.copy()
     result = identify_outputs(output.astype(np.float32) / 255.0, [output], face_models, [], IdentityPolicy())
-    assert result.report["faces"] == []
+    assert result.report is not None and result.report.faces == []
     assert result.images[0] is output
     np.testing.assert_array_equal(output, snapshot)
 
@@ -333,7 +337,8 @@ def test_identify_outputs_counts_on_uint8_outputs_and_returns_them_as_given(face
     output = np.asarray(Image.fromarray(image_u8).resize((1280, 960), Image.Resampling.BICUBIC))
     result = identify_outputs(image_u8.astype(np.float32) / 255.0, [output], face_models, [obama], IdentityPolicy())
     assert result.counts == {"prof_obama": 1}
-    assert [o["guard"] for face in result.report["faces"] for o in face["outputs"]] == ["kept", "kept"]
+    assert result.report is not None
+    assert [o.guard.action for face in result.report.faces for o in face.outputs if o.guard] == ["kept", "kept"]
     assert result.images[0] is output
 
 

@@ -39,7 +39,7 @@ def test_full_enhance_on_cuda_gives_the_2k_output(x4plus_cuda: SRModel, coffee: 
     result = enhance_image(to_float(coffee), None, x4plus_cuda, options)
     assert result.images[0].rgb.shape == (1365, 2048, 3)
     assert result.images[0].rgb.dtype == np.uint8
-    assert result.report["device"] == "cuda"
+    assert result.explanation.run.device == "cuda"
 
 
 def test_batched_requests_on_cuda_match_their_single_results(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +71,8 @@ def test_clean_photo_is_sharper_than_lanczos_and_at_least_as_faithful(x4plus_cpu
     assert _gradient_energy(ours) > 1.1 * _gradient_energy(lanczos)
     # Back-projection keeps the clean input's content: near Lanczos's fidelity, not ~2 dB below it.
     assert _psnr(ours, truth) > _psnr(lanczos, truth) - 0.6
-    assert result.report["network_input"] == [96, 96]
-    assert result.report["output"] == [384, 384]
+    assert result.explanation.network_input == (96, 96)
+    assert result.explanation.output == (384, 384)
 
 
 def test_clean_photo_downscaled_back_matches_its_input(x4plus_cpu: SRModel) -> None:
@@ -86,8 +87,8 @@ def test_noisy_jpeg_comes_back_clean(x4plus_cpu: SRModel) -> None:
     noisy = decoded(blob)
     options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=64, tile=64, detect_faces=False)
     result = enhance_image(noisy, None, x4plus_cpu, options, source=blob)
-    assert result.report["estimates"]["jpeg_quality"] == 50
-    assert result.report["degradation"] > 0.8
+    assert result.explanation.estimates.jpeg.quality == 50
+    assert result.explanation.decision.degradation > 0.8
     # Seen at the input's scale, the output keeps well under half of the input's noise.
     assert estimate_noise_sigma(_shrink(to_float(result.images[0].rgb), (64, 64))) < 0.5 * estimate_noise_sigma(noisy)
 
@@ -96,8 +97,8 @@ def test_illustration_goes_through_the_illustration_network(x4plus_cpu: SRModel,
     rgb = to_float(cartoon(2, side=64))
     options = EnhanceOptions(num_outputs=1, target_long_side=128, network_max_side=64, tile=64, detect_faces=False)
     result = enhance_image(rgb, None, {"photo": x4plus_cpu, "illustration": anime_cpu}, options)
-    assert result.report["estimates"]["content"] == "illustration"
-    assert result.report["network"] == "x4plus-anime"
+    assert result.explanation.estimates.content.kind == "illustration"
+    assert result.explanation.run.network == "x4plus-anime"
 
 
 def test_prompt_steers_network_and_size(x4plus_cpu: SRModel, anime_cpu: SRModel) -> None:
@@ -105,9 +106,10 @@ def test_prompt_steers_network_and_size(x4plus_cpu: SRModel, anime_cpu: SRModel)
     options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=64, tile=64, detect_faces=False)
     models = {"photo": x4plus_cpu, "illustration": anime_cpu}
     result = enhance_image(rgb, None, models, options, steering=parse_prompt("keep the size, it's a drawing"))
-    assert result.report["network"] == "x4plus-anime"
+    assert result.explanation.run.network == "x4plus-anime"
     assert result.images[0].rgb.shape == (48, 64, 3)
-    assert [i["name"] for i in result.report["prompt"]["intents"]] == ["keep_size", "illustration"]
+    assert result.explanation.prompt is not None
+    assert [i.name for i in result.explanation.prompt.intents] == ["keep_size", "illustration"]
 
 
 def test_sharper_prompt_gives_a_sharper_output(x4plus_cpu: SRModel) -> None:
@@ -124,9 +126,9 @@ def test_leave_faces_alone_keeps_the_face_as_in_the_input(x4plus_cpu: SRModel) -
     options = EnhanceOptions(num_outputs=1, target_long_side=192, network_max_side=96, tile=96)
     plain = enhance_image(rgb, None, x4plus_cpu, options)
     kept = enhance_image(rgb, None, x4plus_cpu, options, steering=parse_prompt("leave the faces alone"))
-    faces = kept.report["estimates"]["faces"]
-    assert faces["count"] == 1
-    x, y, size = (v * 2 for v in faces["boxes"][0])
+    faces = kept.explanation.estimates.faces
+    assert faces is not None and len(faces) == 1
+    x, y, size = (v * 2 for v in (faces[0].x, faces[0].y, faces[0].size))
     bicubic = to_float(np.asarray(Image.fromarray(np.round(rgb * 255).astype(np.uint8)).resize((192, 192), 3)))
     region = (slice(y + size // 4, y + 3 * size // 4), slice(x + size // 4, x + 3 * size // 4))
 
@@ -167,20 +169,18 @@ def test_analysis_judges_an_image_with_alpha_as_seen_over_white(x4plus_cpu: SRMo
     hidden = drawing.copy()
     hidden[:, :24] = np.random.default_rng(0).random((64, 24, 3), dtype=np.float32)  # noise nobody sees
     options = EnhanceOptions(num_outputs=1, target_long_side=128, network_max_side=64, tile=64, detect_faces=False)
-    estimates = enhance_image(hidden, alpha, x4plus_cpu, options).report["estimates"]
+    estimates = enhance_image(hidden, alpha, x4plus_cpu, options).explanation.estimates
     seen = (drawing * alpha[:, :, None] + (1 - alpha[:, :, None])).astype(np.float32)
-    expected = analyse_image(seen, detect=False).report()
-    assert {k: v for k, v in estimates.items() if k != "timings"} == {
-        k: v for k, v in expected.items() if k != "timings"
-    }
-    assert estimates["content"] == "illustration"
+    expected = analyse_image(seen, detect=False)
+    assert replace(estimates, timings={}) == replace(expected, timings={})
+    assert estimates.content.kind == "illustration"
 
 
 def test_network_input_is_capped_for_large_inputs(x4plus_cpu: SRModel, coffee: np.ndarray) -> None:
     rgb = to_float(coffee[:120, :180])
     options = EnhanceOptions(num_outputs=1, target_long_side=180, network_max_side=48, tile=64)
     result = enhance_image(rgb, None, x4plus_cpu, options)
-    assert result.report["network_input"] == [48, 32]
+    assert result.explanation.network_input == (48, 32)
     assert result.images[0].rgb.shape == (120, 180, 3)
 
 
@@ -189,8 +189,8 @@ def test_upscaled_input_is_fed_to_the_network_at_its_true_resolution(x4plus_cpu:
     upscaled = to_float(np.asarray(small.resize((192, 144), Image.Resampling.BICUBIC)))
     options = EnhanceOptions(num_outputs=1, target_long_side=256, network_max_side=192, tile=64, detect_faces=False)
     result = enhance_image(upscaled, None, x4plus_cpu, options)
-    assert result.report["estimates"]["upscaled_by"] == 3.0
-    assert result.report["network_input"] == [64, 48]
+    assert result.explanation.estimates.upscale_factor == 3.0
+    assert result.explanation.network_input == (64, 48)
 
 
 def test_enhance_rejects_non_float_input(x4plus_cpu: SRModel, coffee: np.ndarray) -> None:

@@ -431,6 +431,13 @@ INSTALL_SH = r"""#!/bin/sh
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python3}
+# Python sees the interpreter's own packages, those installed here: a checkout (or anything else) on the
+# caller's PYTHONPATH would otherwise shadow them, PYTHONHOME could swap the standard library and
+# PYTHONSTARTUP run code; PYTHONSAFEPATH keeps this folder off sys.path for -m and -c. The user site stays
+# as the interpreter has it (PyTorch may be installed there).
+unset PYTHONPATH PYTHONHOME PYTHONSTARTUP
+PYTHONSAFEPATH=1
+export PYTHONSAFEPATH
 cd "$HERE"
 echo "== checking the bundle's files (SHA256SUMS)"
 sha256sum --check --quiet SHA256SUMS
@@ -451,7 +458,22 @@ echo "== installing the wheels (--no-index --no-deps)"
 echo "== converting and verifying the weights"
 "$PYTHON" -m weights pull --from "$HERE" --only @NAMES@
 "$PYTHON" -m weights verify --only @NAMES@
-"$PYTHON" -c "import server.app"
+"$PYTHON" - <<'EOF'
+import site
+import sys
+import sysconfig
+from importlib import metadata
+from pathlib import Path
+
+import server.app
+
+roots = [sysconfig.get_paths()[key] for key in ("purelib", "platlib")]
+roots += [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+wheels = metadata.distributions(name="phota-enhance-local", path=roots)
+if Path(server.__file__).resolve() not in {Path(dist.locate_file("server/__init__.py")).resolve() for dist in wheels}:
+    sys.exit(f"the service imports from {server.__file__}, not from the wheel just installed into {roots[0]}:"
+             " remove that copy (an older install?) and run this again")
+EOF
 echo "== installed. Start: ENHANCE_AUTO_PULL_WEIGHTS=false $PYTHON -m server --host 0.0.0.0 --port 8000"
 """
 

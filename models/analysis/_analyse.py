@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -46,37 +45,6 @@ class ImageAnalysis:
     content: ContentEstimate
     faces: list[FaceBox] | None
     timings: dict[str, float] = field(default_factory=dict)
-
-    def report(self) -> dict[str, Any]:
-        """Compact, JSON-ready summary for ``X-Enhance-Parameters``."""
-        faces: dict[str, Any]
-        if self.faces is None:
-            faces = {"estimated": False}
-        else:
-            faces = {
-                "estimated": True,
-                "count": len(self.faces),
-                "sizes": [f.size for f in self.faces[:8]],
-                "boxes": [[f.x, f.y, f.size] for f in self.faces[:8]],
-            }
-        return {
-            "noise_sigma": round(self.noise_sigma, 2),
-            "jpeg_quality": self.jpeg.quality,
-            "jpeg_quality_source": self.jpeg.source,
-            "blur_sigma": round(self.blur_sigma, 2),
-            "upscaled_by": self.upscale_factor,
-            "upscale_evidence": self.upscale_evidence,
-            "exposure_ev": round(self.tone.exposure_ev, 2),
-            "contrast": round(self.tone.contrast, 3),
-            "black_point": round(self.tone.black_point, 3),
-            "white_point": round(self.tone.white_point, 3),
-            "cast_gains": [round(g, 3) for g in self.colour.gains],
-            "cast_angle_deg": round(self.colour.angle_deg, 2),
-            "content": self.content.kind,
-            "illustration_probability": round(self.content.illustration_probability, 3),
-            "faces": faces,
-            "timings": {k: round(v, 4) for k, v in self.timings.items()},
-        }
 
 
 def analyse_image(

@@ -12,7 +12,9 @@ Public face:
 * :func:`match_faces` → :class:`FaceMatch` — one-to-one assignment under :data:`MATCH_THRESHOLD`
   against :class:`KnownProfile` centroids; :func:`count_known_subjects`.
 * :func:`identify_outputs` → :class:`IdentityResult` — a request's whole identity step under an
-  :class:`IdentityPolicy`: detect on the input, guard and embed on each output, count candidates.
+  :class:`IdentityPolicy`: detect on the input, guard and embed on each output, count candidates;
+  what it did is an :class:`IdentityReport` (a :class:`FaceReport` per face, an :class:`OutputFace`
+  per output), which ``models.pipeline``'s explanation serialises.
 * :func:`soften_face`, :func:`feathered_ellipse` — the guard's blend; :func:`face_picture`.
 
 Embeddings are float32 (N, 128); boxes are :class:`Box` in the pixels of the image they refer to.
@@ -21,7 +23,14 @@ Embeddings are float32 (N, 128); boxes are :class:`Box` in the pixels of the ima
 from models.faces._detect import DetectedFace, detect_faces
 from models.faces._dlib_format import DlibFormatError
 from models.faces._guard import GuardDecision, feathered_ellipse, guard_face, soften_face, to_uint8
-from models.faces._identify import IdentityPolicy, IdentityResult, identify_outputs
+from models.faces._identify import (
+    FaceReport,
+    IdentityPolicy,
+    IdentityReport,
+    IdentityResult,
+    OutputFace,
+    identify_outputs,
+)
 from models.faces._match import (
     MATCH_THRESHOLD,
     FaceMatch,
@@ -46,10 +55,13 @@ __all__ = [
     "FaceMatch",
     "FaceModelFiles",
     "FaceModels",
+    "FaceReport",
     "GuardDecision",
     "IdentityPolicy",
+    "IdentityReport",
     "IdentityResult",
     "KnownProfile",
+    "OutputFace",
     "ProfileBuildError",
     "ReferenceFaces",
     "build_profile",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -31,14 +30,47 @@ class IdentityPolicy:
 
 
 @dataclass(frozen=True)
+class OutputFace:
+    """One input face as it came out on one output: its identity ``drift`` (embedding distance, input
+    → output as enhanced), what the ``guard`` did (``None``: the guard is off) and the candidate it
+    ``matched`` (``None``: none within the threshold)."""
+
+    drift: float
+    guard: GuardDecision | None = None
+    matched: FaceMatch | None = None
+
+
+@dataclass(frozen=True)
+class FaceReport:
+    """One face found on the input (``face``: its box in the input's pixels and the detector's
+    confidence) and how it came out on each output, in output order."""
+
+    face: DetectedFace
+    outputs: list[OutputFace]
+
+
+@dataclass(frozen=True)
+class IdentityReport:
+    """The identity step of one request, for ``X-Enhance-Parameters``: the ``faces`` found on the input,
+    the ``policy`` they were guarded and matched under (``None`` when no face was found: nothing was
+    guarded or matched), and seconds per step (``detect_s``; ``embed_guard_match_s`` when faces were
+    found)."""
+
+    faces: list[FaceReport]
+    policy: IdentityPolicy | None
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
 class IdentityResult:
     """The outputs after the guard, each in the dtype it was given (uint8 h×w×3, or float h×w×3 in
     [0, 1]; the given arrays themselves unless a face on them was softened), ``counts`` for
-    ``known_subjects``, and ``report`` for ``X-Enhance-Parameters``."""
+    ``known_subjects``, and the ``report`` of the step (``None``: no identity step ran, as when the
+    service has no face models)."""
 
     images: list[np.ndarray]
     counts: dict[str, int]
-    report: dict[str, Any]
+    report: IdentityReport | None
 
 
 def identify_outputs(
@@ -74,14 +106,12 @@ def identify_outputs(
         faces = detect_faces(source_u8, models, min_face=policy.min_face, max_work_pixels=policy.max_work_pixels)
     timings["detect_s"] = time.perf_counter() - mark
     if not faces:
-        return IdentityResult(list(outputs), {}, {"faces": [], "timings": _rounded(timings)})
+        return IdentityResult(list(outputs), {}, IdentityReport(faces=[], policy=None, timings=timings))
     mark = time.perf_counter()
     references = models.embed(source_u8, [face.box for face in faces])
     images: list[np.ndarray] = []
     per_output: list[list[FaceMatch]] = []
-    face_reports: list[dict[str, Any]] = [
-        {"box": face.box.as_list(), "confidence": round(face.confidence, 2), "outputs": []} for face in faces
-    ]
+    per_face: list[list[OutputFace]] = [[] for _ in faces]
     for given in outputs:
         scale = given.shape[1] / source.shape[1]
         boxes = [face.box.scaled(scale) for face in faces]
@@ -107,25 +137,16 @@ def identify_outputs(
         matches = match_faces(embeddings, candidates, policy.match_threshold)
         by_face = {match.face: match for match in matches}
         for index, decision in enumerate(decisions):
-            entry: dict[str, Any] = {"drift": round(float(np.linalg.norm(embeddings[index] - references[index])), 3)}
-            if decision is not None:
-                entry = {"drift": round(decision.drift, 3), "guard": decision.action}
-                if decision.blend:
-                    entry |= {"blend": decision.blend, "drift_after": round(decision.drift_after, 3)}
-            if index in by_face:
-                entry |= {"match": by_face[index].profile_id, "distance": round(by_face[index].distance, 3)}
-            face_reports[index]["outputs"].append(entry)
+            drift = (
+                decision.drift if decision is not None else float(np.linalg.norm(embeddings[index] - references[index]))
+            )
+            per_face[index].append(OutputFace(drift=drift, guard=decision, matched=by_face.get(index)))
         images.append(output_u8 if quantised else output)
         per_output.append(matches)
     timings["embed_guard_match_s"] = time.perf_counter() - mark
-    report = {
-        "faces": face_reports,
-        "guard": {"enabled": policy.guard, "max_drift": policy.max_drift},
-        "match_threshold": policy.match_threshold,
-        "timings": _rounded(timings),
-    }
+    report = IdentityReport(
+        faces=[FaceReport(face, outputs) for face, outputs in zip(faces, per_face, strict=True)],
+        policy=policy,
+        timings=timings,
+    )
     return IdentityResult(images, count_known_subjects(per_output), report)
-
-
-def _rounded(timings: dict[str, float]) -> dict[str, float]:
-    return {key: round(value, 4) for key, value in timings.items()}

@@ -4,7 +4,9 @@
   — the conductor: decode, analyse, steer, super-resolve, identify, encode, explain, in one worker slot.
 * The stages on their own: :func:`decode`, :func:`analyse`, :func:`steer` (→ :class:`Steered`),
   :func:`super_resolve` (→ :class:`Rendered`), :func:`identify`, :func:`choose_format` and
-  :func:`encode`, :func:`explain` (→ :class:`Explanation`, what ``X-Enhance-Parameters`` carries).
+  :func:`encode`, :func:`explain` (→ :class:`Explanation`, what ``X-Enhance-Parameters`` carries;
+  its sections serialised by :func:`estimates_json`, :func:`prompt_json`, :func:`decision_json` and
+  :func:`identity_json`, the one place the header's JSON is written).
 * :func:`enhance_image` → :class:`EnhanceResult` — analyse, steer and super-resolve on an already
   decoded image (benchmarks, pixel tests).
 * :func:`infer_parameters` → :class:`EnhancePlan` — the policy (tables in ``_policy``: restoration
@@ -30,7 +32,16 @@ from models.pipeline._conductor import (
     networks_device,
     steer,
 )
-from models.pipeline._explain import Explanation, NetworkRun, Timings, VariationReport
+from models.pipeline._explain import (
+    Explanation,
+    NetworkRun,
+    Timings,
+    VariationReport,
+    decision_json,
+    estimates_json,
+    identity_json,
+    prompt_json,
+)
 from models.pipeline._policy import (
     DEGRADATION,
     ILLUSTRATION_THRESHOLD,
@@ -91,17 +102,21 @@ __all__ = [
     "analyse_with_faces",
     "apply_changes",
     "choose_format",
+    "decision_json",
     "decode",
     "degradation_score",
     "encode",
     "enhance_image",
     "enhance_request",
+    "estimates_json",
     "explain",
     "identify",
+    "identity_json",
     "infer_parameters",
     "networks_device",
     "output_size",
     "plan_output_size",
+    "prompt_json",
     "request_device_bytes",
     "restoration_at",
     "steer",

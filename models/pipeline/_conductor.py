@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Literal, ParamSpec, TypeVar
 
 import numpy as np
 import torch
@@ -194,7 +194,7 @@ def identify(
     face models the outputs pass unchanged, nothing counted and no report. ``found``: the faces the
     analyse stage already found on ``source`` with the same detector (not detected again)."""
     if faces is None:
-        return IdentityResult(list(outputs), {}, {})
+        return IdentityResult(list(outputs), {}, None)
     return identify_outputs(source, outputs, faces, candidates, policy, faces=found)
 
 
@@ -250,17 +250,18 @@ def explain(
     alpha_note: str | None = None,
 ) -> Explanation:
     """Explain stage: what was measured, decided and done, for ``X-Enhance-Parameters``.
-    ``input_size`` is the decoded image's (width, height); without ``identified`` (or with an empty
-    report: no face models) there is no identity section and no ``identity_s``."""
-    identity = identified.report if identified is not None and identified.report else None
+    ``input_size`` is the decoded image's (width, height); without ``identified`` (or without its
+    report: no face models) there is no identity section and no ``identity_s``. The explanation holds
+    the stages' own typed results; :meth:`Explanation.to_json` writes the header's JSON."""
+    identity = identified.report if identified is not None else None
     return Explanation(
         input=input_size,
         network_input=rendered.network_input,
         output=rendered.output,
         run=rendered.run,
-        estimates=analysis.report(),
-        prompt=steered.steering.report() if steered.steering is not None else None,
-        decision=steered.decided.report(),
+        estimates=analysis,
+        prompt=steered.steering,
+        decision=steered.decided,
         variations=[VariationReport.of(image.variation, image.parameters) for image in rendered.images],
         timings=replace(timings, **rendered.timings, identity_s=timings.identity_s if identity is not None else None),
         alpha=alpha_note,
@@ -277,11 +278,6 @@ class EnhanceResult:
 
     images: list[EnhancedImage]
     explanation: Explanation
-
-    @property
-    def report(self) -> dict[str, Any]:
-        """The explanation as ``X-Enhance-Parameters`` JSON."""
-        return self.explanation.to_json()
 
 
 def enhance_image(

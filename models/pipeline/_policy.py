@@ -279,19 +279,6 @@ class EnhancePlan:
     # (exposure_ev, contrast, white_balance) measured for the ``tone`` variation.
     tone_corrections: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
-    def report(self) -> dict[str, Any]:
-        exposure, contrast, white_balance = self.tone_corrections
-        return {
-            "degradation": round(self.degradation, 3),
-            "plan": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in vars(self.plan).items()},
-            "tone_corrections": {
-                "exposure_ev": round(exposure, 3),
-                "contrast": round(contrast, 3),
-                "white_balance": round(white_balance, 3),
-                "applied_in": [v.name for v, _ in self.outputs if v.corrects_tone],
-            },
-        }
-
 
 def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_outputs: int) -> EnhancePlan:
     """Parameters for ``num_outputs`` outputs (1..len(VARIATIONS)) from ``analysis`` and ``steering``.

@@ -65,17 +65,6 @@ class Steering:
     def changes(self) -> list[Change]:
         return [change for found in self.intents for change in _BY_NAME[found.name].changes]
 
-    def report(self) -> dict[str, object]:
-        """JSON-ready summary for ``X-Enhance-Parameters``."""
-        return {
-            "intents": [
-                {"name": f.name, "phrase": f.phrase, **({"negated": f.from_intent} if f.negated else {})}
-                for f in self.intents
-            ],
-            "unrecognised": self.unrecognised,
-            **({"corrected": self.corrections} if self.corrections else {}),
-        }
-
 
 def _normalise(text: str) -> str:
     text = unicodedata.normalize("NFKC", text).lower()

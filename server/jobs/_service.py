@@ -41,7 +41,7 @@ from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
 from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
-from server.schemas import EnhanceRequest, JobResponse
+from server.schemas import EnhanceRequest, JobResponse, storable
 from server.service import load_source, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
@@ -189,7 +189,7 @@ class JobService:
     async def document(self, job_id: str, account: Account) -> JobResponse:
         """The job document of the account's ``job_id``. Raises ``NotFoundError`` for an unknown, expired
         or other account's job."""
-        job = await anyio.to_thread.run_sync(self.store.get, job_id, account.id)
+        job = await anyio.to_thread.run_sync(self.store.get, job_id, account.id) if storable(job_id) else None
         if job is None or self._expired(job):
             raise NotFoundError(f"Unknown job id {job_id!r}.")
         images = await anyio.to_thread.run_sync(self.files.read_images, job.id) if job.status == "SUCCEEDED" else []

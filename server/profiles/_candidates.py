@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models.faces import KnownProfile
 from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
+from server.schemas import storable
 from server.storage.profiles import ProfileStore
 
 
@@ -25,7 +26,8 @@ class ProfileCandidates:
         """
         if self._disabled is not None and profile_ids:
             raise FeatureUnavailableError(self._disabled)
-        found = self._store.ready_embeddings(account_id, profile_ids)
+        # An id with NUL was never stored (and PostgreSQL cannot even look it up): unknown, like any other.
+        found = self._store.ready_embeddings(account_id, [i for i in profile_ids if storable(i)])
         for profile_id in profile_ids:
             if profile_id not in found:
                 raise NotFoundError(f"Unknown profile id {profile_id!r}.")

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from server.schemas import Label
 from server.storage.profiles import ProfileStatus
 
 TrainingTier = Literal["standard", "fast"]
@@ -25,7 +26,9 @@ class AddProfileRequest(BaseModel):
         description="5 to 50 reference photos of one person: http(s) URLs, raw base64 or data URLs.",
     )
     training_tier: TrainingTier = Field(default="standard", description="standard: 10..50 images; fast: 5..10.")
-    tag: str | None = Field(default=None, min_length=1, max_length=128, description="Free label for ids?tag=.")
+    tag: Label | None = Field(
+        default=None, min_length=1, max_length=128, description="Free label for ids?tag= (no control characters)."
+    )
 
     @model_validator(mode="after")
     def _tier_range(self) -> AddProfileRequest:

@@ -47,6 +47,7 @@ from server.features import IDENTITY_OFF
 from server.image_source import load_image_source
 from server.outbound import FetchPolicy
 from server.profiles._schemas import AddProfileRequest
+from server.schemas import storable
 from server.settings import Settings
 from server.storage import Account
 from server.storage.leases import process_owner_id
@@ -140,7 +141,9 @@ class ProfileService:
         return record
 
     async def get(self, account: Account, profile_id: str) -> ProfileRecord:
-        record = await anyio.to_thread.run_sync(self.store.get, account.id, profile_id)
+        record = None
+        if storable(profile_id):  # an id with NUL was never stored, and PostgreSQL cannot even look it up
+            record = await anyio.to_thread.run_sync(self.store.get, account.id, profile_id)
         if record is None:
             raise NotFoundError(f"Unknown profile id {profile_id!r}.")
         return record
@@ -156,7 +159,7 @@ class ProfileService:
         return picture
 
     async def delete(self, account: Account, profile_id: str) -> None:
-        if not await anyio.to_thread.run_sync(self.store.delete, account.id, profile_id):
+        if not storable(profile_id) or not await anyio.to_thread.run_sync(self.store.delete, account.id, profile_id):
             raise NotFoundError(f"Unknown profile id {profile_id!r}.")
         logger.info("profile %s: deleted with its embeddings, picture and references", profile_id)
 

@@ -17,7 +17,7 @@ from server.profiles import (
     ProfileService,
     ProfileStatusResponse,
 )
-from server.schemas import ErrorResponse
+from server.schemas import ErrorResponse, Label
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
@@ -51,7 +51,7 @@ async def add_profile(body: AddProfileRequest, account: CurrentAccount, profiles
 async def profile_ids(
     account: CurrentAccount,
     profiles: ProfilesDep,
-    tag: Annotated[str | None, Query(max_length=128, description="Only profiles with this tag.")] = None,
+    tag: Annotated[Label | None, Query(max_length=128, description="Only profiles with this tag.")] = None,
 ) -> ProfileIdsResponse:
     """The caller's profile ids, oldest first."""
     return ProfileIdsResponse(profiles=await profiles.ids(account, tag))

@@ -38,6 +38,7 @@ from models.faces import (  # noqa: E402
     detect_faces,
     identify_outputs,
 )
+from models.pipeline import identity_json  # noqa: E402
 from tests.face_photos import FACE_BOXES, augment, load_photo  # noqa: E402
 
 FAMILIES = {"A": ["obama", "obama_partial_face", "obama_partial_face2"], "B": ["obama2"], "C": ["obama3"]}
@@ -218,7 +219,8 @@ def run_drift(models: FaceModels) -> dict:
             output = restored[0].permute(1, 2, 0).clamp(0, 1).numpy().copy()
             for guard in (False, True):
                 result = identify_outputs(source, [output], models, [], IdentityPolicy(guard=guard))
-                for entry in result.report["faces"][:1]:
+                reported = identity_json(result.report) if result.report is not None else {"faces": []}
+                for entry in reported["faces"][:1]:
                     rows.append({"photo": name, "face_px": face, "guard": guard, **entry["outputs"][0]})
                     print(rows[-1], flush=True)
     return {"rows": rows}

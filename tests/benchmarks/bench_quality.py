@@ -172,12 +172,12 @@ def run_photo(photo: ScenePhoto, seed: int, models: dict[str, SRModel], save: Pa
             if save:
                 save.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(output).save(save / f"{photo.name}_{level}_{method}.png")
-        estimates = result.report["estimates"]
+        explained = result.explanation
         got = {r["method"]: r for r in rows[-len(outputs) :]}
         print(
-            f"{photo.name:15s} {photo.kind:12s} {level:5s} {result.report['network']:13s}"
-            f" deg {result.report['degradation']:.2f} ev {inferred.exposure_ev:+.2f} ct {inferred.contrast:.2f}"
-            f" wb {inferred.white_balance:.2f} | key {estimates.get('exposure_ev', float('nan')):+.1f}"
+            f"{photo.name:15s} {photo.kind:12s} {level:5s} {explained.run.network:13s}"
+            f" deg {explained.decision.degradation:.2f} ev {inferred.exposure_ev:+.2f} ct {inferred.contrast:.2f}"
+            f" wb {inferred.white_balance:.2f} | key {explained.estimates.tone.exposure_ev:+.1f}"
             f" | PSNR lz {got['lanczos']['psnr']:.2f} x4 {got['x4plus']['psnr']:.2f} inf {got['inferred']['psnr']:.2f}"
             f" | NIQE lz {got['lanczos']['niqe']:.2f} x4 {got['x4plus']['niqe']:.2f} inf {got['inferred']['niqe']:.2f}"
             f" | ΔE inf {got['inferred']['de']:.2f} tone {got['tone']['de']:.2f}",
