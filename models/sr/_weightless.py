@@ -41,10 +41,14 @@ class BicubicUnsharp(nn.Module):
             raise ValueError(f"expected (N, 3, H, W), got {tuple(x.shape)}")
         kernel: torch.Tensor = self.kernel.to(dtype=x.dtype)  # type: ignore[assignment]
         radius = kernel.numel() // 2
-        channels = x.shape[1]
-        horizontal = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-        vertical = kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-        blurred = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), horizontal, groups=channels)
-        blurred = F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
+        weights = kernel.tolist()
+        # Separable, as shifted weighted sums (PyTorch's depthwise convolution is ~5x slower on a CPU).
+        blurred = x
+        for dim, pad in ((-1, (radius, radius, 0, 0)), (-2, (0, 0, radius, radius))):
+            padded = F.pad(blurred, pad, mode="replicate")
+            size = blurred.shape[dim]
+            blurred = padded.narrow(dim, 0, size) * weights[0]
+            for offset in range(1, len(weights)):
+                blurred.add_(padded.narrow(dim, offset, size), alpha=weights[offset])
         sharpened = torch.lerp(blurred, x, 1.0 + self.amount).clamp_(0.0, 1.0)
         return upscale_bicubic(sharpened, self.scale, self.scale).clamp_(0.0, 1.0)
