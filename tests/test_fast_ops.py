@@ -79,3 +79,29 @@ def test_back_project_at_reference_size_matches_the_stepwise_definition(
     before_error = (resize(output, ref_h, ref_w) - reference).abs().mean()
     after_error = (resize(got, ref_h, ref_w) - reference).abs().mean()
     assert after_error < before_error
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((1, 3, 64, 80), 10.0), ((1, 1, 300, 40), 30.0), ((2, 3, 50, 200), 40.0)])
+def test_wide_gaussian_blur_by_fft_matches_shifted_sums(shape: tuple[int, int, int, int], sigma: float) -> None:
+    """A kernel wider than ``_FFT_RADIUS`` (sharpening a tiny input blown up to 2048 px) goes by FFT."""
+    from models.pipeline import _ops
+
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(2))
+    radius = min(int(np.ceil(3 * sigma)), min(shape[-2:]) - 1)
+    assert radius > _ops._FFT_RADIUS  # the case exercises the FFT path
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-(taps**2) / (2 * sigma * sigma))
+    kernel = kernel / kernel.sum()
+    across, down = _ops._pad_mode(shape[-1], radius), _ops._pad_mode(shape[-2], radius)
+    expected = _ops._correlate(F.pad(x, (radius, radius, 0, 0), mode=across), kernel, dim=-1)
+    expected = _ops._correlate(F.pad(expected, (0, 0, radius, radius), mode=down), kernel, dim=-2)
+    got = gaussian_blur(x, sigma)
+    assert got.shape == x.shape
+    assert (got - expected).abs().max().item() < 1e-5
+
+
+def test_upscale_bicubic_of_a_single_pixel_by_a_large_factor_is_flat() -> None:
+    pixel = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
+    out = upscale_bicubic(pixel, 64, 32)
+    assert out.shape == (1, 3, 64, 32)
+    assert torch.allclose(out, pixel.expand(1, 3, 64, 32), atol=1e-6)
