@@ -70,6 +70,7 @@ TORCH_API_SINCE: dict[str, tuple[int, int]] = {
     "torch.clamp": (1, 0),
     "torch.cumsum": (1, 0),
     "torch.fft.rfft": (1, 8),
+    "torch.fft.irfft": (1, 8),
     "torch.flip": (1, 0),
     "torch.float64": (1, 0),
     "torch.floor": (1, 0),
