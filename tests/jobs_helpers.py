@@ -6,7 +6,11 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi.testclient import TestClient
 
 from server import Settings
@@ -160,3 +165,55 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """``python -m server`` on a loopback port, configured through the environment as an operator would:
+    ``settings`` (``ENHANCE_*`` variables) over this process's environment without its own ``ENHANCE_*``;
+    the service's output appended to ``log``; ``client`` holds key A. ``name`` labels its failures."""
+
+    def __init__(
+        self, settings: dict[str, str], log: Path, *, name: str = "the service", timeout_s: float = 60
+    ) -> None:
+        self.name = name
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        inherited = {key: value for key, value in os.environ.items() if not key.startswith("ENHANCE_")}
+        self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**inherited, **settings},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.client = httpx.Client(base_url=self.base_url, headers={"X-API-Key": KEY_A}, timeout=timeout_s)
+
+    def ready(self) -> bool:
+        """``/readyz`` answers 200; AssertionError when the process has exited."""
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}")
+        try:
+            return self.client.get("/readyz").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_ready(self, timeout_s: float = 240) -> None:
+        wait_until(self.ready, timeout_s=timeout_s, interval_s=0.3)
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown of any kind, as a crash or an OOM kill ends a process."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM (SIGKILL after 30 s) when still running; closes the client and the log."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.client.close()
+        self._log.close()

@@ -4,35 +4,25 @@ data directory: every accepted job completes, none completes twice, every callba
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
 from tests.conftest import encode_b64
-from tests.jobs_helpers import KEY_A, CallbackReceiver, free_port, verify_signature, wait_until
+from tests.jobs_helpers import KEY_A, CallbackReceiver, ServiceProcess, verify_signature, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = 5
 
 
-class ServiceProcess:
-    """``python -m server`` on a loopback port, configured through the environment as an operator would."""
-
-    def __init__(self, data_dir: Path, weights_dir: Path, log: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        inherited = {name: value for name, value in os.environ.items() if not name.startswith("ENHANCE_")}
-        env = {
-            **inherited,
+def start_service(data_dir: Path, weights_dir: Path, log: Path) -> ServiceProcess:
+    """The service on ``data_dir`` (SQLite and files), once ready."""
+    service = ServiceProcess(
+        {
             "ENHANCE_API_KEYS": KEY_A,
             "ENHANCE_DATA_DIR": str(data_dir),
             "ENHANCE_WEIGHTS_DIR": str(weights_dir),
@@ -47,42 +37,12 @@ class ServiceProcess:
             "ENHANCE_CALLBACK_RETRY_BASE_S": "0.1",
             "ENHANCE_MAX_CONCURRENT_JOBS": "1",  # one runner: jobs wait their turn in the queue
             "ENHANCE_LOG_LEVEL": "INFO",
-        }
-        self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.client = httpx.Client(base_url=self.base_url, headers={"X-API-Key": KEY_A}, timeout=30)
-        wait_until(self._ready, timeout_s=120, interval_s=0.2)
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"the service exited with {self.process.returncode}")
-        try:
-            return self.client.get("/readyz").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self.client.close()
-        self._log.close()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.client.close()
-        self._log.close()
+        },
+        log,
+        timeout_s=30,
+    )
+    service.wait_ready(timeout_s=120)
+    return service
 
 
 def job_table(data_dir: Path) -> dict[str, dict[str, Any]]:
@@ -105,7 +65,7 @@ def test_jobs_survive_a_sigkill_mid_run_and_complete_once_after_restart(
 ) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "service.log"
     image = encode_b64(chelsea[40:160, 120:300], "JPEG", quality=90)
-    service = ServiceProcess(data_dir, weights_dir, log)
+    service = start_service(data_dir, weights_dir, log)
     try:
         job_ids = []
         for index in range(JOBS):
@@ -140,7 +100,7 @@ def test_jobs_survive_a_sigkill_mid_run_and_complete_once_after_restart(
     assert finished_before
     assert any(row["status"] == "QUEUED" for row in at_kill.values())
 
-    service = ServiceProcess(data_dir, weights_dir, log)
+    service = start_service(data_dir, weights_dir, log)
     try:
         secret = service.client.get("/v1/phota/webhook-secret").json()["webhook_secret"]
 

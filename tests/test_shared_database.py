@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +20,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import encode_b64
 from tests.face_photos import augment, jpeg_bytes
-from tests.jobs_helpers import KEY_A, CallbackReceiver, free_port, verify_signature, wait_until
+from tests.jobs_helpers import KEY_A, CallbackReceiver, ServiceProcess, verify_signature, wait_until
 from tests.postgres_server import PostgresServer
 from tests.s3_server import S3Server
 
@@ -35,18 +32,12 @@ LEASE_S = 10.0
 URL_TTL_S = 60
 
 
-class Replica:
-    """``python -m server`` on a loopback port, on the shared database and data directory."""
-
-    def __init__(
-        self, name: str, database_url: str, data_dir: Path, weights_dir: Path, log: Path, storage: dict[str, str]
-    ) -> None:
-        self.name = name
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        inherited = {key: value for key, value in os.environ.items() if not key.startswith("ENHANCE_")}
-        env = {
-            **inherited,
+def start_replica(
+    name: str, database_url: str, data_dir: Path, weights_dir: Path, log: Path, storage: dict[str, str]
+) -> ServiceProcess:
+    """``python -m server`` on the shared database and object store (started; :meth:`wait_ready` next)."""
+    return ServiceProcess(
+        {
             "ENHANCE_API_KEYS": KEY_A,
             "ENHANCE_DATABASE_URL": database_url,
             "ENHANCE_DATA_DIR": str(data_dir),
@@ -65,42 +56,10 @@ class Replica:
             "ENHANCE_JOB_POLL_INTERVAL_S": "0.2",
             "ENHANCE_LOG_LEVEL": "INFO",
             **storage,
-        }
-        self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "server", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=ROOT,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        self.client = httpx.Client(base_url=self.base_url, headers={"X-API-Key": KEY_A}, timeout=60)
-
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"replica {self.name} exited with {self.process.returncode}")
-            try:
-                return self.client.get("/readyz").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(ready, timeout_s=240, interval_s=0.3)
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.client.close()
-        self._log.close()
+        },
+        log,
+        name=f"replica {name}",
+    )
 
 
 @pytest.fixture
@@ -152,8 +111,10 @@ def test_two_processes_share_jobs_and_a_killed_ones_jobs_finish_once_on_the_othe
         "ENHANCE_URL_TTL_S": str(URL_TTL_S),
         "ENHANCE_CLEANUP_INTERVAL_S": "1",
     }
-    first = Replica("first", shared_database, tmp_path / "first", weights_dir, tmp_path / "first.log", storage)
-    second = Replica("second", shared_database, tmp_path / "second", weights_dir, tmp_path / "second.log", storage)
+    first, second = (
+        start_replica(name, shared_database, tmp_path / name, weights_dir, tmp_path / f"{name}.log", storage)
+        for name in ("first", "second")
+    )
     replicas = [first, second]
     try:
         first.wait_ready()
