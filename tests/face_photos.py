@@ -176,3 +176,19 @@ def jpeg_bytes(image: np.ndarray, quality: int = 92) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, "JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def three_faces_2k() -> np.ndarray:
+    """A 2048×1365 real background (scikit-image's coffee) with three faces 90, 130 and 180 px wide."""
+    from skimage import data
+
+    canvas = Image.fromarray(data.coffee()).resize((2048, 1365), Image.Resampling.LANCZOS)
+    for (name, width), (x, y) in zip((("obama2", 90), ("biden", 130), ("hopper", 180)),
+                                     ((150, 200), (900, 700), (1500, 250)), strict=True):  # fmt: skip
+        image = Image.fromarray(load_photo(name))
+        left, top, side = FACE_BOXES[name]
+        factor = width / side
+        small = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
+        cx, cy, half = (left + side / 2) * factor, (top + side / 2) * factor, width * 1.6
+        canvas.paste(small.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))), (x, y))
+    return np.asarray(canvas)

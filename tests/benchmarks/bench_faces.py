@@ -39,7 +39,7 @@ from models.faces import (  # noqa: E402
     identify_outputs,
 )
 from models.pipeline import identity_json  # noqa: E402
-from tests.face_photos import FACE_BOXES, augment, load_photo  # noqa: E402
+from tests.face_photos import FACE_BOXES, augment, load_photo, three_faces_2k  # noqa: E402
 
 FAMILIES = {"A": ["obama", "obama_partial_face", "obama_partial_face2"], "B": ["obama2"], "C": ["obama3"]}
 OTHERS = ["biden", "hopper", "collins"]
@@ -224,22 +224,6 @@ def run_drift(models: FaceModels) -> dict:
                     rows.append({"photo": name, "face_px": face, "guard": guard, **entry["outputs"][0]})
                     print(rows[-1], flush=True)
     return {"rows": rows}
-
-
-def three_faces_2k() -> np.ndarray:
-    """A 2048×1365 real background (scikit-image's coffee) with three faces 90, 130 and 180 px wide."""
-    from skimage import data
-
-    canvas = Image.fromarray(data.coffee()).resize((2048, 1365), Image.Resampling.LANCZOS)
-    for (name, width), (x, y) in zip((("obama2", 90), ("biden", 130), ("hopper", 180)),
-                                     ((150, 200), (900, 700), (1500, 250)), strict=True):  # fmt: skip
-        image = Image.fromarray(load_photo(name))
-        left, top, side = FACE_BOXES[name]
-        factor = width / side
-        small = image.resize((round(image.width * factor), round(image.height * factor)), Image.Resampling.LANCZOS)
-        cx, cy, half = (left + side / 2) * factor, (top + side / 2) * factor, width * 1.6
-        canvas.paste(small.crop((int(cx - half), int(cy - half), int(cx + half), int(cy + half))), (x, y))
-    return np.asarray(canvas)
 
 
 def run_speed(models: FaceModels, repeats: int = 3) -> dict:

@@ -9,7 +9,9 @@ Three requests, each timed as the pipeline runs them (the ``analyse`` and ``iden
 * ``512 no faces``: scikit-image's coffee photo, cropped to 512×512, output 2048×2048;
 * ``512 one face``: scikit-image's astronaut (512×512, Eileen Collins), output 2048×2048;
 * ``2K three faces``: Obama, Biden and Grace Hopper side by side, each 512 px high and centre-cropped
-  to at most 512 px wide (a 1072×512 input), output 2048×683 (faces about 390 px wide in it).
+  to at most 512 px wide (a 1072×512 input), output 2048×683 (faces about 390 px wide in it);
+* ``2K in, 3 faces``: a 2048×1365 photo (scikit-image's coffee) with the three faces 90, 130 and
+  180 px wide pasted in (``tests.face_photos.three_faces_2k``), output the same size.
 
 The output each identity step checks is the input's bicubic upscale (the network is not what is
 measured here); one candidate profile (Obama, from another photo of him) is matched. Each figure is
@@ -36,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 import weights  # noqa: E402
 from models.faces import FaceModelFiles, FaceModels, IdentityPolicy, KnownProfile, detect_faces  # noqa: E402
-from tests.face_photos import load_photo  # noqa: E402
+from tests.face_photos import load_photo, three_faces_2k  # noqa: E402
 
 FACE_FILES = {
     "embedder": "dlib-face-recognition-resnet-v1",
@@ -80,6 +82,7 @@ def _requests() -> dict[str, tuple[np.ndarray, tuple[int, int]]]:
         "512 no faces": (coffee, (2048, 2048)),
         "512 one face": (astronaut, (2048, 2048)),
         "2K three faces": (three, (2048, 683)),
+        "2K in, 3 faces": (three_faces_2k(), (2048, 1365)),
     }
 
 
