@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine as SQLEngine
 
 from models.sr import BatchStats
-from server import features
+from server import features, memory
 from server.errors import install_error_handlers
 from server.features import IDENTITY_OFF
 from server.jobs import JobService
@@ -145,6 +145,12 @@ def load_or_create_signing_secret(database: SQLEngine, data_dir: Path) -> bytes:
     return value.encode()
 
 
+async def _trim_heap(interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        await anyio.to_thread.run_sync(memory.trim_heap)
+
+
 async def _sweep_files(files: OutputFiles, interval_s: float) -> None:
     while True:
         removed = await anyio.to_thread.run_sync(files.remove_expired)
@@ -162,6 +168,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        memory.limit_arenas(settings.malloc_arena_max)
         data_dir = settings.data_dir
         data_dir.mkdir(parents=True, exist_ok=True)
         database = create_database(settings.database_url, data_dir)
@@ -213,7 +220,9 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
         profiles = ProfileService(store=profile_store, models=face_models, worker=app.state.worker, settings=settings)
         await profiles.start()
         app.state.profiles = profiles
-        sweeper = asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))
+        background = [asyncio.create_task(_sweep_files(app.state.files, settings.cleanup_interval_s))]
+        if settings.malloc_trim_interval_s:
+            background.append(asyncio.create_task(_trim_heap(settings.malloc_trim_interval_s)))
         jobs = JobService(
             store=JobStore(database),
             files=JobFiles(objects),
@@ -233,9 +242,10 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
             app.state.worker.close()
             app.state.limits.close()
             await anyio.to_thread.run_sync(app.state.runtime.close)
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             database.dispose()
 
     app = FastAPI(

@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(default=16, ge=0, description="Waiting enhancements; beyond: 503.")
     retry_after_s: int = Field(default=5, ge=1)
     cleanup_interval_s: float = Field(default=300.0, gt=0, description="Expired-file sweep interval.")
+    malloc_arena_max: int = Field(
+        default=4, ge=0, description="At most this many C heap arenas (glibc; 0: its default, 8 per core)."
+    )
+    malloc_trim_interval_s: float = Field(
+        default=60.0, ge=0, description="Hand free C heap pages back to the system this often (glibc; 0: never)."
+    )
     sync_timeout_s: float = Field(
         default=600.0, gt=0, description="A synchronous enhance running longer answers 504 TIMEOUT (hosted: 600 s)."
     )
