@@ -271,3 +271,12 @@ def test_cuda_detections_and_embeddings_agree_with_the_cpu(face_files: dict[str,
     boxes = [face.box for face in cpu_faces]
     distances = np.linalg.norm(on_cpu.embed(image, boxes) - on_gpu.embed(image, boxes), axis=1)
     assert distances.max() < 0.01
+
+
+@pytest.mark.parametrize("shape", [(4000, 6), (6, 4000), (16000, 5), (9, 9)])
+def test_detector_finds_nothing_in_strips_too_thin_for_its_convolutions(shape: tuple[int, int]) -> None:
+    """A strip a few pixels wide: the tiled pyramid is thinner than the convolutions' kernels need on the
+    way down (PyTorch raised, a 500 in the soak); no 80-px window fits in it, so no face."""
+    detector = FaceDetector.from_file(weights.model_file_path("dlib-mmod-face-detector", weights.default_weights_dir()))
+    strip = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (1, *shape, 3), dtype=np.uint8))
+    assert detector(strip) == [[]]
