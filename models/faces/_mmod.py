@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.faces._dlib_format import DlibFormatError, Network, Node, read_network
-from models.faces._dlib_net import DlibNet
+from models.faces._dlib_net import DlibNet, _Op
 
 PYRAMID_RATE = 5 / 6
 PYRAMID_UP = 6 / 5
@@ -199,8 +200,9 @@ class FaceDetector(nn.Module):
         """Whether a ``rows`` × ``cols`` plane still holds every convolution's kernel on the way down."""
         for op in self.net.ops:
             if op.kind == "con":
-                kernel = op.weight.shape[2:]
-                (stride_y, stride_x), (pad_y, pad_x) = op.stride, op.padding
+                layer = cast(_Op, op)
+                kernel = layer.weight.shape[2:]
+                (stride_y, stride_x), (pad_y, pad_x) = layer.stride, layer.padding
                 if rows + 2 * pad_y < kernel[0] or cols + 2 * pad_x < kernel[1]:
                     return False
                 rows = (rows + 2 * pad_y - kernel[0]) // stride_y + 1
