@@ -100,12 +100,12 @@ def back_project(
     ref_h, ref_w = reference.shape[-2:]
     residual = reference - resize(output, ref_h, ref_w)
     steps = torch.zeros_like(residual)
+    round_trip_y = _round_trip(ref_h, height, residual.device)
+    round_trip_x = _round_trip(ref_w, width, residual.device)
     for iteration in range(iterations):
         smoothed = gaussian_blur(residual, smoothing)
         steps.add_(smoothed)
         if iteration + 1 < iterations:
-            round_trip_y = _round_trip(ref_h, height, residual.device)
-            round_trip_x = _round_trip(ref_w, width, residual.device)
             residual = residual - weight * (round_trip_y @ smoothed @ round_trip_x.T)
     # In place on the fresh upscale (the caller's tensor is never touched): on a CPU, another
     # output-sized tensor costs more in page faults than the arithmetic itself.
