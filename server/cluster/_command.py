@@ -49,25 +49,22 @@ def plan_replicas(settings: Settings, gpus_in_cluster: float, replicas_flag: int
     # middleware gives it the service's error body).
     max_ongoing = settings.max_ongoing_requests or settings.max_concurrent_jobs + settings.max_queued_jobs
     max_queued = max_ongoing * max(wanted, settings.max_replicas or 0)
+    autoscaling: dict[str, Any] = {}
     if settings.min_replicas is not None and settings.max_replicas is not None:
         if settings.min_replicas > settings.max_replicas:
             raise SystemExit("ENHANCE_MIN_REPLICAS must not exceed ENHANCE_MAX_REPLICAS")
-        return ReplicaPlan(
-            replicas=wanted,
-            num_gpus=num_gpus,
-            num_cpus=settings.replica_cpus,
-            max_ongoing_requests=max_ongoing,
-            max_queued_requests=max_queued,
-            min_replicas=settings.min_replicas,
-            max_replicas=settings.max_replicas,
-            target_ongoing_requests=settings.target_ongoing_requests,
-        )
+        autoscaling = {
+            "min_replicas": settings.min_replicas,
+            "max_replicas": settings.max_replicas,
+            "target_ongoing_requests": settings.target_ongoing_requests,
+        }
     return ReplicaPlan(
         replicas=wanted,
         num_gpus=num_gpus,
         num_cpus=settings.replica_cpus,
         max_ongoing_requests=max_ongoing,
         max_queued_requests=max_queued,
+        **autoscaling,
     )
 
 
