@@ -163,8 +163,15 @@ def test_output_on_s3_downloads_through_a_presigned_url_without_credentials(
 
 def test_presigned_url_stops_working_when_its_file_expires(s3_server: S3Server) -> None:
     files = OutputFiles(S3ObjectStore(s3_server.client(), new_bucket(s3_server)), SECRET, ttl_s=2)
-    url = files.download_url(files.save(b"\xff\xd8 short-lived", "jpg"), "http://service.invalid")
-    assert "X-Amz-Expires=2&" in url or url.endswith("X-Amz-Expires=2")
+    stored = files.save(b"\xff\xd8 short-lived", "jpg")
+    url = files.download_url(stored, "http://service.invalid")
+    # The URL lives as long as the file: signed at X-Amz-Date (whole seconds) for the seconds left, so it
+    # ends when the file does (one second later at most, when the clock ticks between save and signing).
+    query = dict(part.split("=", 1) for part in url.split("?", 1)[1].split("&"))
+    signed_at = dt.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    ends = int(signed_at.timestamp()) + int(query["X-Amz-Expires"])
+    assert stored.expires <= ends <= stored.expires + 1
+    assert int(query["X-Amz-Expires"]) in (1, 2)
     assert httpx.get(url).status_code == 200
     time.sleep(3.2)
     assert httpx.get(url).status_code == 403
