@@ -52,7 +52,7 @@ def test_revoked_key_is_refused_by_another_registry_within_its_cache_lifetime(da
     other_process = AccountRegistry(database, [], cache_ttl_s=0.5)
     assert other_process.authenticate(key) is not None
     assert admin.revoke("mobile-app") is True
-    deadline = time.monotonic() + 0.5 + 0.3
+    deadline = time.monotonic() + 0.5 + 2.0  # the cache lifetime, and slack for a loaded machine
     while other_process.authenticate(key) is not None:
         assert time.monotonic() < deadline, "the revoked key was still accepted after the cache lifetime"
         time.sleep(0.05)

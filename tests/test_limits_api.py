@@ -114,7 +114,7 @@ def test_key_created_and_revoked_while_running_takes_effect_within_seconds(clien
         response = client.get("/v1/phota/webhook-secret", headers=headers)
         if response.status_code == 401:
             break
-        assert time.monotonic() - revoked_at < 1.0 + 0.5, "revoked key still accepted"
+        assert time.monotonic() - revoked_at < 1.0 + 2.0, "revoked key still accepted"  # cache + slack
         time.sleep(0.05)
     assert response.json()["code"] == "UNAUTHORIZED"
 
