@@ -447,7 +447,7 @@ def test_fetch_gives_up_at_total_time_limit(server: ImageServer, connections: li
     started = time.monotonic()
     with pytest.raises(ImageFetchError, match=r"longer than the 0.4 s limit"):
         fetch_url(url_of(server, path), policy)
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 3.0  # the 0.4 s limit plus slack; the server would go on for 10 s or more
 
 
 def test_fetch_reports_refused_connection(connections: list[str]) -> None:

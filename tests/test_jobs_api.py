@@ -290,7 +290,7 @@ def test_synchronous_request_past_the_time_limit_is_504_timeout(
         real = engine.run
 
         def slow(*args: Any, **kwargs: Any) -> Any:
-            time.sleep(1.5)
+            time.sleep(5.0)
             return real(*args, **kwargs)
 
         monkeypatch.setattr(engine, "run", slow)
@@ -300,7 +300,7 @@ def test_synchronous_request_past_the_time_limit_is_504_timeout(
     assert response.status_code == 504
     assert response.json()["code"] == "TIMEOUT"
     assert response.json()["request_id"] == response.headers["X-Request-Id"]
-    assert elapsed < 1.2  # answered at the limit, not when the work ended
+    assert elapsed < 3.5  # answered at the 0.3 s limit (plus slack for a loaded machine), not at 5 s
 
 
 def test_finished_job_and_its_files_expire_after_the_url_lifetime(client: TestClient, photo_b64: str) -> None:
