@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from skimage import data
 
 from models.pipeline._ops import back_project, gaussian_blur, resize
-from models.sr import upscale_bicubic
+from models.sr import resize_bicubic
 
 
 def _photo(height: int, width: int) -> torch.Tensor:
@@ -22,32 +22,42 @@ def _photo(height: int, width: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(
-    ("shape", "factor_y", "factor_x"),
-    [((1, 3, 64, 48), 4, 4), ((2, 1, 5, 7), 2, 3), ((1, 3, 1, 1), 4, 4), ((1, 3, 3, 9), 1, 2), ((1, 3, 6, 2), 3, 1)],
+    ("shape", "size"),
+    [
+        ((1, 3, 64, 48), (256, 192)),  # whole factors: evenly spaced windows
+        ((2, 1, 5, 7), (10, 21)),
+        ((1, 3, 1, 1), (4, 4)),
+        ((1, 3, 3, 9), (3, 18)),  # one axis unchanged
+        ((1, 3, 6, 2), (18, 2)),
+        ((1, 3, 480, 300), (2048, 1280)),  # 4.27×: gathered windows, blocks overrunning the end
+        ((1, 3, 31, 100), (1365, 2048)),
+        ((1, 2, 100, 7), (33, 5)),  # shrinking without antialiasing
+        ((1, 3, 1, 5), (2048, 9)),  # a huge factor from one row
+    ],
 )
-def test_upscale_bicubic_matches_interpolate_for_whole_factors(
-    shape: tuple[int, int, int, int], factor_y: int, factor_x: int
-) -> None:
+def test_resize_bicubic_matches_interpolate(shape: tuple[int, int, int, int], size: tuple[int, int]) -> None:
     x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
-    expected = F.interpolate(x, size=(shape[2] * factor_y, shape[3] * factor_x), mode="bicubic", align_corners=False)
-    got = upscale_bicubic(x, factor_y, factor_x)
+    expected = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    got = resize_bicubic(x, *size)
     assert got.shape == expected.shape
-    assert (got - expected).abs().max().item() < 1e-5
+    # PyTorch places the samples in float32; a few 1e-5 apart from the exact positions at 1000+ pixels.
+    assert (got - expected).abs().max().item() < 5e-5
 
 
-def test_resize_up_by_whole_factor_matches_interpolate_on_a_photo() -> None:
+def test_resize_matches_interpolate_on_a_photo_both_ways() -> None:
     photo = _photo(120, 96)
-    expected = F.interpolate(photo, size=(480, 384), mode="bicubic", align_corners=False)
-    assert (resize(photo, 480, 384) - expected).abs().max().item() < 1e-5
-    # Not a whole factor: PyTorch's own kernel, exactly.
+    for size in [(480, 384), (451, 300), (1000, 800)]:  # whole factor, and not
+        expected = F.interpolate(photo, size=size, mode="bicubic", align_corners=False)
+        assert (resize(photo, *size) - expected).abs().max().item() < 5e-5
+    # Shrinking is antialiased: PyTorch's own kernel, exactly.
     assert torch.equal(
-        resize(photo, 300, 200), F.interpolate(photo, size=(300, 200), mode="bicubic", align_corners=False)
+        resize(photo, 60, 40), F.interpolate(photo, size=(60, 40), mode="bicubic", align_corners=False, antialias=True)
     )
 
 
-def test_upscale_bicubic_refuses_fractional_or_zero_factors() -> None:
+def test_resize_bicubic_refuses_an_empty_size() -> None:
     with pytest.raises(ValueError):
-        upscale_bicubic(torch.zeros(1, 3, 4, 4), 0, 2)
+        resize_bicubic(torch.zeros(1, 3, 4, 4), 0, 2)
 
 
 def _back_project_stepwise(
@@ -100,8 +110,8 @@ def test_wide_gaussian_blur_by_fft_matches_shifted_sums(shape: tuple[int, int, i
     assert (got - expected).abs().max().item() < 1e-5
 
 
-def test_upscale_bicubic_of_a_single_pixel_by_a_large_factor_is_flat() -> None:
+def test_resize_bicubic_of_a_single_pixel_by_a_large_factor_is_flat() -> None:
     pixel = torch.tensor([0.2, 0.5, 0.9]).view(1, 3, 1, 1)
-    out = upscale_bicubic(pixel, 64, 32)
+    out = resize_bicubic(pixel, 64, 32)
     assert out.shape == (1, 3, 64, 32)
     assert torch.allclose(out, pixel.expand(1, 3, 64, 32), atol=1e-6)

@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.sr import upscale_bicubic
+from models.sr import resize_bicubic
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -19,9 +19,7 @@ def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if x.shape[-2:] == (height, width):
         return x
     shrinking = height < x.shape[-2] or width < x.shape[-1]
-    if not shrinking and x.device.type == "cpu" and height % x.shape[-2] == 0 and width % x.shape[-1] == 0:
-        return upscale_bicubic(x, height // x.shape[-2], width // x.shape[-1])
-    return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=shrinking)
+    return resize_bicubic(x, height, width, antialias=shrinking)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

@@ -24,7 +24,7 @@ from models.sr._network import (
     get_network,
     load_sr_model,
 )
-from models.sr._resample import upscale_bicubic
+from models.sr._resample import resize_bicubic
 from models.sr._tiling import Tile, feather_mask, padded_side, plan_tiles
 from models.sr._upscale import UpscaleReport, choose_tile_size, upscale
 
@@ -54,7 +54,7 @@ __all__ = [
     "network_bytes",
     "padded_side",
     "plan_tiles",
+    "resize_bicubic",
     "run_batch",
     "upscale",
-    "upscale_bicubic",
 ]

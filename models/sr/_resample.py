@@ -1,68 +1,148 @@
-"""Resampling primitives shared by the networks' stand-ins and the pipeline's render."""
+"""Resampling primitives shared by the networks' stand-ins and the pipeline's render.
+
+:func:`resize_bicubic` is ``F.interpolate(mode="bicubic", align_corners=False)`` computed another way
+on a CPU: each axis is a banded matrix (each output pixel weighs 4 neighbouring input pixels), applied
+in blocks of output pixels as small batched matrix products. PyTorch's CPU kernel weighs 16 input
+pixels per output pixel in one pass; this is about five times faster on one core for a 512² → 2048²
+upscale, and for any pair of sizes (the blocks need not line up with the pixels).
+"""
 
 from __future__ import annotations
 
-import math
+import functools
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-# The phases cost a few small passes each: beyond this factor (a tiny input blown up) PyTorch's kernel is faster.
-_MAX_PHASES = 8
+# Output pixels per block: each block is one (BLOCK × window) matrix times the block's input rows.
+# 32 keeps the window short (≈ 8 input rows at ×4) while the products stay large enough to be efficient.
+_BLOCK = 32
 
 
-def upscale_bicubic(x: torch.Tensor, factor_y: int, factor_x: int) -> torch.Tensor:
-    """``F.interpolate(x, scale_factor=(factor_y, factor_x), mode="bicubic", align_corners=False)`` for
-    whole-number factors (≥ 1) of a (N, C, H, W) float tensor: the same result to float rounding. On a
-    CPU it runs as each axis's phases of four shifted, weighted sums, about twice as fast as PyTorch's
-    CPU kernel (which weighs 16 pixels per output pixel) for factors up to 8; else it is ``F.interpolate``."""
-    if factor_y < 1 or factor_x < 1:
-        raise ValueError(f"factors must be whole numbers ≥ 1, got {factor_y}, {factor_x}")
-    if x.device.type != "cpu" or max(factor_y, factor_x) > _MAX_PHASES:
-        size = (x.shape[-2] * factor_y, x.shape[-1] * factor_x)
-        return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
-    return _upscale_axis(_upscale_axis(x, factor_y, -2), factor_x, -1)
+def resize_bicubic(x: torch.Tensor, height: int, width: int, *, antialias: bool = False) -> torch.Tensor:
+    """``F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=antialias)``
+    of a (N, C, H, W) tensor. Without ``antialias``, on a CPU, for float32: each axis as a banded
+    matrix product (:func:`_axis_weights`), the same result to float rounding (PyTorch's weights and
+    clamped edges); the result may then be a view into a slightly larger buffer (not contiguous).
+    Otherwise ``F.interpolate`` itself (its antialiased kernel is already separable and fast)."""
+    if height < 1 or width < 1:
+        raise ValueError(f"sizes must be at least 1, got {height}×{width}")
+    if antialias or x.ndim != 4 or x.device.type != "cpu" or x.dtype != torch.float32:
+        return F.interpolate(x, size=(height, width), mode="bicubic", align_corners=False, antialias=antialias)
+    batch, channels, in_h, in_w = x.shape
+    planes = x.reshape(batch * channels, in_h, in_w)
+    # The axis that grows goes last, so the other one works on the smaller image.
+    if height >= in_h:
+        planes = _resize_columns(planes, width)
+        planes = _resize_rows(planes, height)
+    else:
+        planes = _resize_rows(planes, height)
+        planes = _resize_columns(planes, width)
+    return planes.unflatten(0, (batch, channels))
 
 
-# PyTorch's bicubic convolution constant (``upsample_bicubic2d``).
-_CUBIC_A = -0.75
+@dataclass(frozen=True)
+class _AxisWeights:
+    """One axis's resampling as blocks: output pixels ``k·BLOCK … k·BLOCK + BLOCK - 1`` are
+    ``blocks[k] @ input[starts[k] : starts[k] + window]`` (the last block may run past the output's
+    end; those rows are dropped). ``step`` is set when the starts are evenly spaced (then the windows
+    are a strided view of the input, with no gather)."""
+
+    blocks: torch.Tensor  # (count, BLOCK, window) float32
+    starts: torch.Tensor  # (count,) int64
+    window: int
+    step: int | None
 
 
-def _cubic_weights(t: float) -> tuple[float, float, float, float]:
-    """The four taps' weights at fractional position ``t`` (Keys' cubic convolution, ``_CUBIC_A``)."""
-
-    def near(d: float) -> float:  # |d| <= 1
-        return ((_CUBIC_A + 2) * d - (_CUBIC_A + 3)) * d * d + 1
-
-    def far(d: float) -> float:  # 1 < |d| < 2
-        return ((_CUBIC_A * d - 5 * _CUBIC_A) * d + 8 * _CUBIC_A) * d - 4 * _CUBIC_A
-
-    return far(t + 1), near(t), near(1 - t), far(2 - t)
-
-
-def _upscale_axis(x: torch.Tensor, factor: int, dim: int) -> torch.Tensor:
-    """``F.interpolate``'s bicubic upscale (corners not aligned, edges replicated) of ``x`` along ``dim``
-    (-1 or -2) by the whole number ``factor``, as ``factor`` phases of four shifted, weighted sums: the
-    same result to float rounding, about twice as fast on a CPU core (PyTorch's CPU kernel weighs 16
-    pixels per output pixel; the phases of the two axes weigh 4 each)."""
-    if factor == 1:
-        return x
-    n = x.shape[dim]
-    padded = F.pad(x, (2, 2, 0, 0) if dim == -1 else (0, 0, 2, 2), mode="replicate")
-    # Output pixel factor·i + p interleaved as (..., n, factor) for the last axis, (..., n, factor, W) else.
-    shape = (*x.shape, factor) if dim == -1 else (*x.shape[:-1], factor, x.shape[-1])
-    out = torch.empty(shape, dtype=x.dtype, device=x.device)
-    for phase in range(factor):
-        # Source position of output pixel factor·i + phase: i + offset; taps at floor(offset) - 1 ... + 2.
-        offset = (phase + 0.5) / factor - 0.5
-        first = math.floor(offset)
-        weights = _cubic_weights(offset - first)
-        target = out.select(dim if dim == -1 else -2, phase)
-        torch.mul(padded.narrow(dim, first + 1, n), weights[0], out=target)
-        for tap in range(1, 4):
-            target.add_(padded.narrow(dim, first + 1 + tap, n), alpha=weights[tap])
-    if dim == -1:
-        return out.view(*x.shape[:-1], n * factor)
-    return out.view(*x.shape[:-2], n * factor, x.shape[-1])
+@functools.lru_cache(maxsize=64)
+def _axis_weights(size: int, out: int) -> _AxisWeights:
+    """PyTorch's bicubic weights from ``size`` input pixels to ``out`` output pixels along one axis
+    (``upsample_bicubic2d``: Keys' cubic with a = -0.75 on 4 taps, edges clamped), grouped into
+    blocks of :data:`_BLOCK` output pixels."""
+    first, weights = _cubic_taps(size, out, size / out)
+    taps = weights.shape[1]
+    index = np.clip(first[:, None] + np.arange(taps)[None, :], 0, size - 1)
+    count = -(-out // _BLOCK)
+    padded = count * _BLOCK
+    # Pad to whole blocks by repeating the last output pixel's taps (its rows are dropped).
+    index = np.concatenate([index, np.repeat(index[-1:], padded - out, axis=0)])
+    weights = np.concatenate([weights, np.repeat(weights[-1:], padded - out, axis=0)])
+    low = index.reshape(count, -1).min(axis=1)
+    high = index.reshape(count, -1).max(axis=1)
+    window = min(int((high - low).max()) + 1, size)
+    starts = np.minimum(low, size - window)
+    blocks = np.zeros((count, _BLOCK, window), dtype=np.float64)
+    rows = np.arange(padded)
+    local = index - np.repeat(starts, _BLOCK)[:, None]
+    for tap in range(taps):  # clamped taps land on the same edge pixel: their weights add up
+        np.add.at(blocks.reshape(padded, window), (rows, local[:, tap]), weights[:, tap])
+    steps = np.diff(starts)
+    step = int(steps[0]) if count > 1 and np.all(steps == steps[0]) else (0 if count == 1 else None)
+    return _AxisWeights(
+        blocks=torch.from_numpy(blocks.astype(np.float32)),
+        starts=torch.from_numpy(starts.astype(np.int64)),
+        window=window,
+        step=step,
+    )
 
 
+def _cubic(distance: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel at ``|distance|`` (0 beyond 2)."""
+    d = np.abs(distance)
+    near = ((a + 2) * d - (a + 3)) * d * d + 1
+    far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+def _cubic_taps(size: int, out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Plain bicubic: output ``j`` samples input position ``scale·(j + ½) − ½`` from its 4 neighbours."""
+    # In float32, as PyTorch computes it (so positions round the same way).
+    position = np.float32(scale) * (np.arange(out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
+    floor = np.floor(position)
+    t = (position - floor).astype(np.float64)
+    weights = np.stack([_cubic(t + 1, -0.75), _cubic(t, -0.75), _cubic(1 - t, -0.75), _cubic(2 - t, -0.75)], axis=1)
+    return floor.astype(np.int64) - 1, weights
+
+
+def _resize_rows(planes: torch.Tensor, out: int) -> torch.Tensor:
+    """Resample (P, H, W) ``planes`` along H to ``out`` rows (a view when the last block overruns)."""
+    count_planes, size, width = planes.shape
+    if size == out:
+        return planes
+    axis = _axis_weights(size, out)
+    count = axis.blocks.shape[0]
+    planes = planes.contiguous()
+    result = torch.empty((count_planes, count * _BLOCK, width), dtype=planes.dtype)
+    gather = (axis.starts[:, None] + torch.arange(axis.window)).reshape(-1)
+    for index in range(count_planes):  # one batched product per plane, straight into the result
+        plane = planes[index]
+        if axis.step is not None:
+            offset = plane.storage_offset() + int(axis.starts[0]) * width
+            windows = plane.as_strided((count, axis.window, width), (axis.step * width, width, 1), offset)
+        else:
+            windows = plane.index_select(0, gather).view(count, axis.window, width)
+        torch.bmm(axis.blocks, windows, out=result[index].view(count, _BLOCK, width))
+    return result if count * _BLOCK == out else result[:, :out]
+
+
+def _resize_columns(planes: torch.Tensor, out: int) -> torch.Tensor:
+    """Resample (P, H, W) ``planes`` along W to ``out`` columns (a view when the last block overruns):
+    every row's windows times the block's matrix, written block by block into the result's rows."""
+    count_planes, height, size = planes.shape
+    if size == out:
+        return planes
+    axis = _axis_weights(size, out)
+    count = axis.blocks.shape[0]
+    rows = planes.reshape(count_planes * height, size)
+    if axis.step is not None:
+        offset = rows.storage_offset() + int(axis.starts[0])
+        windows = rows.as_strided((count, rows.shape[0], axis.window), (axis.step, rows.stride(0), 1), offset)
+    else:
+        gather = (axis.starts[:, None] + torch.arange(axis.window)).reshape(-1)
+        windows = rows.index_select(1, gather).view(rows.shape[0], count, axis.window).transpose(0, 1)
+    result = torch.empty((rows.shape[0], count, _BLOCK), dtype=planes.dtype)
+    torch.bmm(windows, axis.blocks.transpose(1, 2), out=result.transpose(0, 1))
+    result = result.view(count_planes, height, count * _BLOCK)
+    return result if count * _BLOCK == out else result[:, :, :out]

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.sr._resample import upscale_bicubic
+from models.sr._resample import resize_bicubic
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -51,4 +51,5 @@ class BicubicUnsharp(nn.Module):
             for offset in range(1, len(weights)):
                 blurred.add_(padded.narrow(dim, offset, size), alpha=weights[offset])
         sharpened = torch.lerp(blurred, x, 1.0 + self.amount).clamp_(0.0, 1.0)
-        return upscale_bicubic(sharpened, self.scale, self.scale).clamp_(0.0, 1.0)
+        height, width = x.shape[-2:]
+        return resize_bicubic(sharpened, height * self.scale, width * self.scale).clamp_(0.0, 1.0)
