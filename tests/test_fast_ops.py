@@ -115,3 +115,22 @@ def test_resize_bicubic_of_a_single_pixel_by_a_large_factor_is_flat() -> None:
     out = resize_bicubic(pixel, 64, 32)
     assert out.shape == (1, 3, 64, 32)
     assert torch.allclose(out, pixel.expand(1, 3, 64, 32), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("shape", "padding"),
+    [((1, 45, 60, 37), (4, 4)), ((2, 8, 9, 9), (0, 0)), ((1, 5, 3, 20), (4, 2)), ((1, 45, 12, 5), (4, 4))],
+)
+def test_single_output_convolution_matches_conv2d(shape: tuple[int, int, int, int], padding: tuple[int, int]) -> None:
+    """The detector's 9×9 scorer: one product and a shifted add per tap, against PyTorch's convolution
+    (planes smaller than the kernel included: padding alone lets some taps reach them)."""
+    from models.faces._dlib_net import _conv_one_output
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(shape, generator=generator)
+    weight = torch.randn((1, shape[1], 9, 9), generator=generator) * 0.1
+    bias = torch.tensor([0.25])
+    expected = F.conv2d(x, weight, bias, padding=padding)
+    got = _conv_one_output(x, weight, bias, padding)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() < 1e-4
