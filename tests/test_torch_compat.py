@@ -38,6 +38,7 @@ TORCH_API_SINCE: dict[str, tuple[int, int]] = {
     "torch.cat": (1, 0),
     "torch.where": (1, 0),
     "torch.lerp": (1, 0),
+    "torch.bmm": (1, 0),
     "torch.sqrt": (1, 0),
     "torch.sin": (1, 0),
     "torch.exp": (1, 0),
