@@ -27,6 +27,7 @@ from models.faces import (
     detect_faces,
     face_picture,
     feathered_ellipse,
+    guard_face,
     identify_outputs,
     match_faces,
     soften_face,
@@ -295,6 +296,34 @@ def test_guard_on_uint8_outputs_returns_uint8_equal_to_the_float_guard_rounded(
     assert result.images[1].dtype == np.uint8
     assert not np.array_equal(result.images[1], swapped_u8)
     np.testing.assert_array_equal(result.images[1], to_uint8(as_float.images[1]))
+
+
+def test_guard_trying_blends_on_the_face_region_equals_blending_whole_images(
+    face_models: FaceModels, swapped_face: tuple[np.ndarray, np.ndarray, np.ndarray]
+) -> None:
+    """The guard tries each blend weight on the face's region only; the result must be what blending
+    the whole image and rounding it gives (the definition), for float and uint8 outputs alike."""
+    source_u8, _faithful, swapped_u8 = swapped_face
+    box = detect_faces(swapped_u8, face_models)[0].box
+    reference = face_models.embed(source_u8, [box])[0]
+    steps = (0.25, 0.5, 0.75, 1.0)
+    swapped = swapped_u8.astype(np.float32) / 255.0
+    for output, output_u8 in [(swapped, to_uint8(swapped)), (swapped_u8, swapped_u8)]:
+        result, result_u8, embedding, decision = guard_face(
+            output, output_u8, source_u8, box, reference, face_models, max_drift=0.2, blend_steps=steps
+        )
+        assert decision.blend > 0  # the swapped face is softened
+        # The definition: every weight in turn on whole images, up to the first that is close enough.
+        for weight in steps:
+            expected = soften_face(swapped, source_u8, box, weight)
+            expected_u8 = to_uint8(expected)
+            after = float(np.linalg.norm(face_models.embed(expected_u8, [box])[0] - reference))
+            if after <= 0.2 or weight == steps[-1]:
+                break
+        assert decision.blend == weight and decision.drift_after == pytest.approx(after, abs=1e-6)
+        np.testing.assert_array_equal(result_u8, expected_u8)
+        np.testing.assert_allclose(result, expected, atol=1e-7)
+        np.testing.assert_allclose(embedding, face_models.embed(expected_u8, [box])[0], atol=1e-6)
 
 
 def test_identify_outputs_counts_candidates_and_never_reports_others(face_models: FaceModels) -> None:

@@ -83,26 +83,41 @@ def soften_face(output: np.ndarray, source: np.ndarray, box: Box, weight: float)
     """``output`` (float32 h×w×3 in [0, 1]) with the face at ``box`` (output pixels) blended by
     ``weight``, under the feathered ellipse, toward the bicubic resampling of ``source`` (uint8 H×W×3,
     the input) carrying the output's own tone. Returns a new array; ``output`` is not modified."""
+    result = output.copy()
+    softened = _softened_region(output, source, box, weight)
+    if softened is not None:
+        (left, top, right, bottom), patch = softened
+        result[top:bottom, left:right] = patch
+    return result
+
+
+Region = tuple[int, int, int, int]  # left, top, right, bottom (exclusive) in output pixels
+
+
+def _softened_region(
+    output: np.ndarray, source: np.ndarray, box: Box, weight: float
+) -> tuple[Region, np.ndarray] | None:
+    """What :func:`soften_face` changes: the region the blend can touch and its new float32 pixels
+    (None when there is nothing to change). Only that region is read or written, so a large output
+    costs no more than a small one."""
     height, width = output.shape[:2]
     scale = width / source.shape[1]
     left, top, right, bottom = _region(box, width, height)
-    result = output.copy()
     if right <= left or bottom <= top or weight <= 0:
-        return result
+        return None
     resampled = Image.fromarray(source).resize(
         (right - left, bottom - top),
         Image.Resampling.BICUBIC,
         box=(left / scale, top / scale, right / scale, bottom / scale),
     )
     soft = np.asarray(resampled, dtype=np.float32) / 255.0
+    region = output[top:bottom, left:right]
     sigma = TONE_SIGMA * box.width
-    gain = (_smooth(result[top:bottom, left:right], sigma) + _EPS) / (_smooth(soft, sigma) + _EPS)
+    gain = (_smooth(region, sigma) + _EPS) / (_smooth(soft, sigma) + _EPS)
     soft = np.clip(soft * gain, 0.0, 1.0)
     local = Box(box.left - left, box.top - top, box.right - left, box.bottom - top)
     mask = (feathered_ellipse(bottom - top, right - left, local) * weight)[..., None]
-    region = result[top:bottom, left:right]
-    result[top:bottom, left:right] = region + (soft - region) * mask
-    return result
+    return (left, top, right, bottom), region + (soft - region) * mask
 
 
 def guard_face(
@@ -130,17 +145,30 @@ def guard_face(
     drift = float(np.linalg.norm(embedding - reference))
     if drift <= max_drift:
         return output, output_u8, embedding, GuardDecision(drift, 0.0, drift)
-    best = (output, output_u8, embedding, GuardDecision(drift, 0.0, drift))
     base = _to_float(output) if output.dtype == np.uint8 else output
+    # Each blend weight is tried on the face's region only: ``output_u8`` is ``to_uint8(base)``, so
+    # patching the region's rounded pixels into a copy of it gives ``to_uint8`` of the whole softened
+    # image without converting (or copying as float) a whole 12-MP output per try.
+    chosen: tuple[float, tuple[Region, np.ndarray] | None, np.ndarray, np.ndarray, float] | None = None
     for weight in blend_steps:
-        softened = soften_face(base, source, box, weight)
-        softened_u8 = to_uint8(softened)
+        softened = _softened_region(base, source, box, weight)
+        softened_u8 = output_u8.copy()
+        if softened is not None:
+            (left, top, right, bottom), patch = softened
+            softened_u8[top:bottom, left:right] = to_uint8(patch)
         moved = models.embed(softened_u8, [box])[0]
         after = float(np.linalg.norm(moved - reference))
-        best = (softened, softened_u8, moved, GuardDecision(drift, weight, after))
+        chosen = (weight, softened, softened_u8, moved, after)
         if after <= max_drift:
             break
-    return best
+    if chosen is None:  # no blend steps: nothing to try
+        return output, output_u8, embedding, GuardDecision(drift, 0.0, drift)
+    weight, softened, softened_u8, moved, after = chosen
+    result = base.copy()
+    if softened is not None:
+        (left, top, right, bottom), patch = softened
+        result[top:bottom, left:right] = patch
+    return result, softened_u8, moved, GuardDecision(drift, weight, after)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
