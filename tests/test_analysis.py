@@ -266,15 +266,16 @@ def test_tensor_filters_match_scipy_ndimage_on_a_photo() -> None:
 
 @pytest.mark.parametrize("long_side", [256, 100, 77])
 def test_tensor_shrink_matches_pillow_box_reduction(long_side: int) -> None:
+    """The device form (two matrix products; on a CPU the tensor form calls Pillow itself) on a CPU."""
     import torch
 
-    from models.analysis._common import shrink, shrink_t
+    from models.analysis._common import _shrink_by_products, shrink, shrink_t
 
     rgb = to_float(skdata.astronaut()[:300, :211])
-    got = shrink_t(torch.from_numpy(rgb), long_side).numpy()
     expected = shrink(rgb, long_side)
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, atol=1e-6)
+    for got in (_shrink_by_products(torch.from_numpy(rgb), long_side), shrink_t(torch.from_numpy(rgb), long_side)):
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-6)
 
 
 def test_estimators_give_the_same_results_on_a_tensor_as_on_an_array() -> None:

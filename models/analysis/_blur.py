@@ -30,7 +30,7 @@ def estimate_blur_sigma(rgb: np.ndarray | torch.Tensor) -> float:
     image = as_tensor(rgb)
     if min(image.shape[:2]) < 16:
         return 0.0
-    y = centre_crop_t(luma_t(image), MAX_SIDE).double()
+    y = luma_t(centre_crop_t(image, MAX_SIDE)).double()
     pre = 0.5
     y = gaussian_filter(y, pre)
     reblurred = gaussian_filter(y, REBLUR_SIGMA)

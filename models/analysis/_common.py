@@ -189,6 +189,16 @@ def shrink_t(rgb: torch.Tensor, long_side: int) -> torch.Tensor:
     height, width = rgb.shape[:2]
     if max(height, width) <= long_side:
         return rgb
+    if rgb.device.type == "cpu":
+        # Pillow's own reduction, in C: one pass per axis, where the matrix products below cost a pass
+        # per output row and column (a 12-MP photo: 0.18 s instead of 1.4 s on one core).
+        return torch.from_numpy(shrink(rgb.numpy(), long_side))
+    return _shrink_by_products(rgb, long_side)
+
+
+def _shrink_by_products(rgb: torch.Tensor, long_side: int) -> torch.Tensor:
+    """:func:`shrink_t` on any device: Pillow's box coefficients as two matrices, one product per axis."""
+    height, width = rgb.shape[:2]
     ratio = long_side / max(height, width)
     out_w, out_h = max(1, round(width * ratio)), max(1, round(height * ratio))
     # In float64: exact like Pillow's double-precision coefficients, and never reduced to TF32 on a GPU.

@@ -61,7 +61,7 @@ def estimate_upscale_factor(
     """
     image = as_tensor(rgb)
     by_blur = max(1.0, blur_sigma / BLUR_PER_SCALE) if blur_sigma > BLUR_FULL_RESOLUTION else 1.0
-    y = centre_crop_t(luma_t(image), MAX_SIDE).double() * 255.0
+    y = luma_t(centre_crop_t(image, MAX_SIDE)).double() * 255.0
     if min(y.shape) < 48 or jpeg_compressed:
         return (round(by_blur * 2) / 2, "blur") if by_blur > 1.0 else (1.0, "none")
     # The residue profiles' spectra are computed where the image is; their few hundred values come back.
