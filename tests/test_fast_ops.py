@@ -44,6 +44,15 @@ def test_resize_bicubic_matches_interpolate(shape: tuple[int, int, int, int], si
     assert (got - expected).abs().max().item() < 5e-5
 
 
+def test_resize_bicubic_reads_strided_inputs_by_their_strides() -> None:
+    """A plane whose pixels are not adjacent in memory (here every other value of a wider tensor)."""
+    wide = torch.rand((1, 1, 12, 32), generator=torch.Generator().manual_seed(4))
+    strided = wide[..., ::2]  # (1, 1, 12, 16), last stride 2
+    for size in [(48, 64), (37, 50)]:
+        expected = F.interpolate(strided.contiguous(), size=size, mode="bicubic", align_corners=False)
+        assert (resize_bicubic(strided, *size) - expected).abs().max().item() < 5e-5
+
+
 def test_resize_matches_interpolate_on_a_photo_both_ways() -> None:
     photo = _photo(120, 96)
     for size in [(480, 384), (451, 300), (1000, 800)]:  # whole factor, and not

@@ -96,7 +96,8 @@ def _conv_one_output(
     rows, cols = weight.shape[-2:]
     pad_y, pad_x = padding
     out_h, out_w = height + 2 * pad_y - rows + 1, width + 2 * pad_x - cols + 1
-    # (n, taps, H, W): tap (i, j)'s weights against every position's channels, no copy of x.
+    # (n, taps, H, W): tap (i, j)'s weights against every position's channels (x planar: the detector's
+    # channels-last activations are copied once here).
     taps = weight.reshape(channels, rows * cols).t()
     contributions = torch.matmul(taps, x.reshape(n, channels, height * width)).view(n, rows * cols, height, width)
     out = bias.view(1, 1, 1, 1).expand(n, 1, out_h, out_w).contiguous()

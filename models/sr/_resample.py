@@ -47,11 +47,13 @@ def resize_bicubic(x: torch.Tensor, height: int, width: int, *, antialias: bool 
 class _AxisWeights:
     """One axis's resampling as blocks: output pixels ``k·BLOCK … k·BLOCK + BLOCK - 1`` are
     ``blocks[k] @ input[starts[k] : starts[k] + window]`` (the last block may run past the output's
-    end; those rows are dropped). ``step`` is set when the starts are evenly spaced (then the windows
-    are a strided view of the input, with no gather)."""
+    end; those rows are dropped). ``gather`` lists the input pixels of every window in turn;
+    ``step`` is set when the starts are evenly spaced (then the windows are a strided view of the
+    input, and ``gather`` is not needed)."""
 
     blocks: torch.Tensor  # (count, BLOCK, window) float32
     starts: torch.Tensor  # (count,) int64
+    gather: torch.Tensor  # (count · window,) int64
     window: int
     step: int | None
 
@@ -61,7 +63,7 @@ def _axis_weights(size: int, out: int) -> _AxisWeights:
     """PyTorch's bicubic weights from ``size`` input pixels to ``out`` output pixels along one axis
     (``upsample_bicubic2d``: Keys' cubic with a = -0.75 on 4 taps, edges clamped), grouped into
     blocks of :data:`_BLOCK` output pixels."""
-    first, weights = _cubic_taps(size, out, size / out)
+    first, weights = _cubic_taps(out, size / out)
     taps = weights.shape[1]
     index = np.clip(first[:, None] + np.arange(taps)[None, :], 0, size - 1)
     count = -(-out // _BLOCK)
@@ -83,26 +85,32 @@ def _axis_weights(size: int, out: int) -> _AxisWeights:
     return _AxisWeights(
         blocks=torch.from_numpy(blocks.astype(np.float32)),
         starts=torch.from_numpy(starts.astype(np.int64)),
+        gather=torch.from_numpy((starts[:, None] + np.arange(window)[None, :]).reshape(-1).astype(np.int64)),
         window=window,
         step=step,
     )
 
 
-def _cubic(distance: np.ndarray, a: float) -> np.ndarray:
-    """Keys' cubic convolution kernel at ``|distance|`` (0 beyond 2)."""
+# PyTorch's bicubic convolution constant (``upsample_bicubic2d``).
+_CUBIC_A = -0.75
+
+
+def _cubic(distance: np.ndarray) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = ``_CUBIC_A``) at ``|distance|`` (0 beyond 2)."""
+    a = _CUBIC_A
     d = np.abs(distance)
     near = ((a + 2) * d - (a + 3)) * d * d + 1
     far = ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
     return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
 
 
-def _cubic_taps(size: int, out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def _cubic_taps(out: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Plain bicubic: output ``j`` samples input position ``scale·(j + ½) − ½`` from its 4 neighbours."""
     # In float32, as PyTorch computes it (so positions round the same way).
     position = np.float32(scale) * (np.arange(out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5)
     floor = np.floor(position)
     t = (position - floor).astype(np.float64)
-    weights = np.stack([_cubic(t + 1, -0.75), _cubic(t, -0.75), _cubic(1 - t, -0.75), _cubic(2 - t, -0.75)], axis=1)
+    weights = np.stack([_cubic(t + 1), _cubic(t), _cubic(1 - t), _cubic(2 - t)], axis=1)
     return floor.astype(np.int64) - 1, weights
 
 
@@ -115,14 +123,13 @@ def _resize_rows(planes: torch.Tensor, out: int) -> torch.Tensor:
     count = axis.blocks.shape[0]
     planes = planes.contiguous()
     result = torch.empty((count_planes, count * _BLOCK, width), dtype=planes.dtype)
-    gather = (axis.starts[:, None] + torch.arange(axis.window)).reshape(-1)
     for index in range(count_planes):  # one batched product per plane, straight into the result
         plane = planes[index]
         if axis.step is not None:
             offset = plane.storage_offset() + int(axis.starts[0]) * width
             windows = plane.as_strided((count, axis.window, width), (axis.step * width, width, 1), offset)
         else:
-            windows = plane.index_select(0, gather).view(count, axis.window, width)
+            windows = plane.index_select(0, axis.gather).view(count, axis.window, width)
         torch.bmm(axis.blocks, windows, out=result[index].view(count, _BLOCK, width))
     return result if count * _BLOCK == out else result[:, :out]
 
@@ -135,13 +142,12 @@ def _resize_columns(planes: torch.Tensor, out: int) -> torch.Tensor:
         return planes
     axis = _axis_weights(size, out)
     count = axis.blocks.shape[0]
-    rows = planes.reshape(count_planes * height, size)
+    rows = planes.contiguous().view(count_planes * height, size)  # the strided windows assume rows of pixels
     if axis.step is not None:
         offset = rows.storage_offset() + int(axis.starts[0])
         windows = rows.as_strided((count, rows.shape[0], axis.window), (axis.step, rows.stride(0), 1), offset)
     else:
-        gather = (axis.starts[:, None] + torch.arange(axis.window)).reshape(-1)
-        windows = rows.index_select(1, gather).view(rows.shape[0], count, axis.window).transpose(0, 1)
+        windows = rows.index_select(1, axis.gather).view(rows.shape[0], count, axis.window).transpose(0, 1)
     result = torch.empty((rows.shape[0], count, _BLOCK), dtype=planes.dtype)
     torch.bmm(windows, axis.blocks.transpose(1, 2), out=result.transpose(0, 1))
     result = result.view(count_planes, height, count * _BLOCK)
