@@ -9,7 +9,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from models.sr import resize_bicubic
+from models.sr import correlate, resize_bicubic
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -40,8 +40,9 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     if x.device.type == "cpu":
         # Shifted, weighted sums: the same products summed in the same order as the convolution (equal
         # results), ten or more times faster than PyTorch's CPU depthwise convolution.
-        x = _correlate(F.pad(x, (radius, radius, 0, 0), mode=across), kernel, dim=-1)
-        return _correlate(F.pad(x, (0, 0, radius, radius), mode=down), kernel, dim=-2)
+        weights = kernel.tolist()
+        x = correlate(F.pad(x, (radius, radius, 0, 0), mode=across), weights, dim=-1)
+        return correlate(F.pad(x, (0, 0, radius, radius), mode=down), weights, dim=-2)
     channels = x.shape[1]
     horizontal = kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1)
     vertical = kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1)
@@ -54,7 +55,7 @@ _FFT_RADIUS = 24
 
 
 def _correlate_fft(padded: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """:func:`_correlate` by FFT: the circular convolution with the flipped kernel, whose last
+    """:func:`models.sr.correlate` by FFT: the circular convolution with the flipped kernel, whose last
     ``len - len(kernel) + 1`` values wrap nothing around. The same result to float rounding."""
     moved = padded.movedim(dim, -1)
     size, taps = moved.shape[-1], kernel.numel()
@@ -64,17 +65,6 @@ def _correlate_fft(padded: torch.Tensor, kernel: torch.Tensor, dim: int) -> torc
 
 def _pad_mode(size: int, radius: int) -> str:
     return "reflect" if size > radius else "replicate"
-
-
-def _correlate(padded: torch.Tensor, kernel: torch.Tensor, dim: int) -> torch.Tensor:
-    """``padded`` correlated with the 1-D ``kernel`` along ``dim`` ("valid": that axis shrinks by
-    ``len(kernel) - 1``)."""
-    length = padded.shape[dim] - (kernel.numel() - 1)
-    weights = kernel.tolist()
-    out = padded.narrow(dim, 0, length) * weights[0]
-    for offset in range(1, len(weights)):
-        out.add_(padded.narrow(dim, offset, length), alpha=weights[offset])
-    return out
 
 
 def back_project(
@@ -120,7 +110,7 @@ def _round_trip(size: int, larger: int, device: torch.device) -> torch.Tensor:
 def _round_trip_cpu(size: int, larger: int) -> torch.Tensor:
     # Resizing only the width of an identity image gives, row by row, the response to each pixel.
     eye = torch.eye(size, dtype=torch.float32)[None, None]
-    up = F.interpolate(eye, size=(size, larger), mode="bicubic", align_corners=False)
+    up = resize_bicubic(eye, size, larger)
     down = F.interpolate(up, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     return down[0, 0].T.contiguous()
 

@@ -24,7 +24,7 @@ from models.sr._network import (
     get_network,
     load_sr_model,
 )
-from models.sr._resample import resize_bicubic
+from models.sr._resample import correlate, resize_bicubic
 from models.sr._tiling import Tile, feather_mask, padded_side, plan_tiles
 from models.sr._upscale import UpscaleReport, choose_tile_size, upscale
 
@@ -48,6 +48,7 @@ __all__ = [
     "build_weightless_model",
     "choose_tile_size",
     "compile_network",
+    "correlate",
     "feather_mask",
     "get_network",
     "load_sr_model",

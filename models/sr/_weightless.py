@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.sr._resample import resize_bicubic
+from models.sr._resample import correlate, resize_bicubic
 
 
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -43,13 +43,8 @@ class BicubicUnsharp(nn.Module):
         radius = kernel.numel() // 2
         weights = kernel.tolist()
         # Separable, as shifted weighted sums (PyTorch's depthwise convolution is ~5x slower on a CPU).
-        blurred = x
-        for dim, pad in ((-1, (radius, radius, 0, 0)), (-2, (0, 0, radius, radius))):
-            padded = F.pad(blurred, pad, mode="replicate")
-            size = blurred.shape[dim]
-            blurred = padded.narrow(dim, 0, size) * weights[0]
-            for offset in range(1, len(weights)):
-                blurred.add_(padded.narrow(dim, offset, size), alpha=weights[offset])
+        blurred = correlate(F.pad(x, (radius, radius, 0, 0), mode="replicate"), weights, dim=-1)
+        blurred = correlate(F.pad(blurred, (0, 0, radius, radius), mode="replicate"), weights, dim=-2)
         sharpened = torch.lerp(blurred, x, 1.0 + self.amount).clamp_(0.0, 1.0)
         height, width = x.shape[-2:]
         return resize_bicubic(sharpened, height * self.scale, width * self.scale).clamp_(0.0, 1.0)
