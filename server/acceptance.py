@@ -75,8 +75,18 @@ class Plan:
 CUDA_PLAN = Plan(
     device="cuda",
     bench_args=(
-        "--device", "cuda", "--cases", "512:2k,1024:2k", "--warmup", "2", "--alone", "5",
-        "--concurrency", "8", "--load-warmup", "8",
+        "--device",
+        "cuda",
+        "--cases",
+        "512:2k,1024:2k",
+        "--warmup",
+        "2",
+        "--alone",
+        "5",
+        "--concurrency",
+        "8",
+        "--load-warmup",
+        "8",
     ),
     compile_case="512:2k",
     compile_tile_side=512,
@@ -86,8 +96,22 @@ CUDA_PLAN = Plan(
 CPU_PLAN = Plan(
     device="cpu",
     bench_args=(
-        "--device", "cpu", "--cases", "32:auto", "--target-long-side", "128", "--warmup", "1", "--alone", "1",
-        "--concurrency", "2", "--load-warmup", "0", "--load-requests", "2",
+        "--device",
+        "cpu",
+        "--cases",
+        "32:auto",
+        "--target-long-side",
+        "128",
+        "--warmup",
+        "1",
+        "--alone",
+        "1",
+        "--concurrency",
+        "2",
+        "--load-warmup",
+        "0",
+        "--load-requests",
+        "2",
     ),
     compile_case="32:auto",
     compile_tile_side=32,
@@ -150,21 +174,34 @@ def run_step(command: list[str], *, cwd: Path, log_path: Path, timeout_s: float,
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 code = process.wait()
-    return {"exit_code": code, "seconds": round(time.monotonic() - started, 1), "stopped_by_budget": stopped,
-            "command": shlex.join(command), "log": str(log_path)}  # fmt: skip
+    return {
+        "exit_code": code,
+        "seconds": round(time.monotonic() - started, 1),
+        "stopped_by_budget": stopped,
+        "command": shlex.join(command),
+        "log": str(log_path),
+    }
 
 
 def find_tests_dir(given: Path | None) -> Path:
     """``--tests-dir``, else ``./tests``, else ``./acceptance/tests`` (a bundle), else the checkout's ``tests``."""
-    candidates: list[Path] = [given] if given is not None else [
-        Path.cwd() / "tests", Path.cwd() / "acceptance" / "tests", Path(__file__).resolve().parent.parent / "tests",
-    ]  # fmt: skip
+    candidates: list[Path] = (
+        [given]
+        if given is not None
+        else [
+            Path.cwd() / "tests",
+            Path.cwd() / "acceptance" / "tests",
+            Path(__file__).resolve().parent.parent / "tests",
+        ]
+    )
     for candidate in candidates:
         if (candidate / BENCH_RELATIVE).is_file() and (candidate / GPU_TESTS_RELATIVE).is_file():
             return candidate.resolve()
     tried = ", ".join(str(c) for c in candidates)
-    raise SystemExit(f"error: no tests folder with {GPU_TESTS_RELATIVE} and {BENCH_RELATIVE} (tried {tried}); "
-                     "give --tests-dir (an offline bundle has acceptance/tests)")  # fmt: skip
+    raise SystemExit(
+        f"error: no tests folder with {GPU_TESTS_RELATIVE} and {BENCH_RELATIVE} (tried {tried}); "
+        "give --tests-dir (an offline bundle has acceptance/tests)"
+    )
 
 
 def step_weights(weights_dir: Path, source: Path | None) -> dict[str, Any]:
@@ -205,8 +242,19 @@ def read_junit(path: Path) -> dict[str, Any]:
 
 def step_gpu_tests(tests_dir: Path, out: Path, timeout_s: float, env: dict[str, str]) -> dict[str, Any]:
     junit = out / "gpu-tests.xml"
-    command = [sys.executable, "-m", "pytest", str(tests_dir / GPU_TESTS_RELATIVE), "-q", "-rA",
-               "-p", "no:cacheprovider", f"--junitxml={junit}", "-o", "markers=gpu: needs CUDA"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(tests_dir / GPU_TESTS_RELATIVE),
+        "-q",
+        "-rA",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "markers=gpu: needs CUDA",
+    ]
     result = run_step(command, cwd=tests_dir.parent, log_path=out / "gpu-tests.log", timeout_s=timeout_s, env=env)
     result.update(read_junit(junit))
     counts = result.get("counts", {})
@@ -236,8 +284,15 @@ def step_benchmark(
     tests_dir: Path, out: Path, name: str, args: Sequence[str], timeout_s: float, env: dict[str, str]
 ) -> dict[str, Any]:
     json_path = out / f"{name}.json"
-    command = [sys.executable, str(tests_dir / BENCH_RELATIVE), *args, "--json", str(json_path),
-               "--server-log", str(out / f"{name}.server.log")]  # fmt: skip
+    command = [
+        sys.executable,
+        str(tests_dir / BENCH_RELATIVE),
+        *args,
+        "--json",
+        str(json_path),
+        "--server-log",
+        str(out / f"{name}.server.log"),
+    ]
     result = run_step(command, cwd=tests_dir.parent, log_path=out / f"{name}.log", timeout_s=timeout_s, env=env)
     data = json.loads(json_path.read_text()) if json_path.is_file() else None
     return classify_benchmark(result, data)
@@ -248,8 +303,11 @@ def classify_benchmark(result: dict[str, Any], data: dict[str, Any] | None) -> d
     sides, and the status to ``result`` (``run_step``'s): passed (exit 0), partial (something measured),
     stopped (by the budget, or the server not ready in time), else failed."""
     cases = (data or {}).get("cases", {})
-    complete = [n for n, c in cases.items() if c.get("reference") and c.get("ours")
-                and "error" not in (c.get("reference") or {})]  # fmt: skip
+    complete = [
+        n
+        for n, c in cases.items()
+        if c.get("reference") and c.get("ours") and "error" not in (c.get("reference") or {})
+    ]
     result["results"] = data
     result["cases_measured"] = complete
     measured = bool(complete or any(c.get("ours") for c in cases.values()))
@@ -358,8 +416,11 @@ def markdown(report: dict[str, Any], bench_module: ModuleType | None) -> str:
             if stages:
                 lines += ["", "Where the time goes (p50 ms, requests alone):", "", stages]
     compile_step = report["steps"].get("compile", {})
-    lines += ["", f"Compilation ran: **{'yes' if report['compile_ran'] else 'no'}**"
-              + (f" ({compile_step.get('reason')})" if compile_step.get("reason") else "")]  # fmt: skip
+    lines += [
+        "",
+        f"Compilation ran: **{'yes' if report['compile_ran'] else 'no'}**"
+        + (f" ({compile_step.get('reason')})" if compile_step.get("reason") else ""),
+    ]
     one = report.get("single_request")
     lines += ["", "## One request alone", ""]
     if one:
@@ -368,12 +429,18 @@ def markdown(report: dict[str, Any], bench_module: ModuleType | None) -> str:
             f"tile {one['tile']}, {one['tiles']} tiles, {one['device']} {one['dtype']}."
         )
         lines += ["", "| stage | ms |", "|---|---|"]
-        lines += [f"| {k} | {v * 1000:.1f} |" for k, v in (one.get("timings_s") or {}).items()
-                  if isinstance(v, int | float)]  # fmt: skip
+        lines += [
+            f"| {k} | {v * 1000:.1f} |" for k, v in (one.get("timings_s") or {}).items() if isinstance(v, int | float)
+        ]
     else:
         lines.append("not measured")
-    lines += ["", "## Peak device memory", "", "| case | reference allocated | reference reserved | server reserved |"
-              " server budget |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "## Peak device memory",
+        "",
+        "| case | reference allocated | reference reserved | server reserved | server budget |",
+        "|---|---|---|---|---|",
+    ]
     for case_name, peak in report["peak_memory"].items():
         lines.append(
             f"| {case_name} | {_gib(peak['reference_peak_allocated_bytes'])} | "
@@ -395,9 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tests-dir", type=Path, default=None, help="the tests folder (see the module doc)")
     parser.add_argument("--weights-from", type=Path, default=None, help="an offline bundle to convert weights from")
     parser.add_argument(
-        "--server-env", action="append", default=[], metavar="KEY=VALUE",
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="extra environment of the benchmarked server (repeatable)",
-    )  # fmt: skip
+    )
     return parser
 
 
@@ -414,8 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     device = args.device if args.device != "auto" else ("cuda" if env_info["cuda_available"] else "cpu")
     plan = CUDA_PLAN if device == "cuda" else CPU_PLAN
     weights_dir = Path(os.environ.get("ENHANCE_WEIGHTS_DIR") or weights.default_weights_dir())
-    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", "ENHANCE_AUTO_PULL_WEIGHTS": "false",
-                 "ENHANCE_WEIGHTS_DIR": str(weights_dir)}  # fmt: skip
+    child_env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "ENHANCE_AUTO_PULL_WEIGHTS": "false",
+        "ENHANCE_WEIGHTS_DIR": str(weights_dir),
+    }
     server_env = [item for pair in args.server_env for item in ("--server-env", pair)]
     command = shlex.join([sys.executable, "-m", "server.acceptance", *(argv if argv is not None else sys.argv[1:])])
     log(f"{device}: budget {args.budget_s:g} s, tests from {tests_dir}, report in {out}")
@@ -424,8 +498,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def write_report() -> dict[str, Any]:
         ran = [s for s in steps.values() if s.get("status") not in (None, "skipped")]
-        failed = [n for n, s in steps.items() if s.get("status") == "failed"
-                  or (s.get("status") == "stopped" and n not in OPTIONAL_STEPS)]  # fmt: skip
+        failed = [
+            n
+            for n, s in steps.items()
+            if s.get("status") == "failed" or (s.get("status") == "stopped" and n not in OPTIONAL_STEPS)
+        ]
         partial = [n for n, s in steps.items() if s.get("status") == "partial"]
         bench = (steps.get("benchmark") or {}).get("results")
         report = {
@@ -434,17 +511,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             "budget_s": args.budget_s,
             "elapsed_s": round(clock.elapsed, 1),
             "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "stopped_by_budget": any(s.get("stopped_by_budget") or s.get("status") == "no time"
-                                     for s in steps.values()),
-            "result": "failed: " + ", ".join(failed) if failed else ("partial: " + ", ".join(partial) if partial
-                                                                     else ("passed" if ran else "nothing ran")),
+            "stopped_by_budget": any(
+                s.get("stopped_by_budget") or s.get("status") == "no time" for s in steps.values()
+            ),
+            "result": "failed: " + ", ".join(failed)
+            if failed
+            else ("partial: " + ", ".join(partial) if partial else ("passed" if ran else "nothing ran")),
             "environment": env_info,
             "tests_dir": str(tests_dir),
             "steps": steps,
             "single_request": single_request(bench),
             "peak_memory": peak_memory(bench),
             "compile_ran": (steps.get("compile") or {}).get("status") not in (None, "skipped", "no time"),
-        }  # fmt: skip
+        }
         (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         (out / "report.md").write_text(markdown(report, bench_module))
         return report
@@ -464,13 +543,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         left = clock.left
         load_seconds = max(5.0, min(30.0, (left - 150.0) / 4)) if device == "cuda" else 0.0
-        bench_args = [*plan.bench_args, *(["--load-seconds", f"{load_seconds:.0f}"] if load_seconds else []),
-                      "--weights-dir", str(weights_dir), *server_env]  # fmt: skip
+        bench_args = [
+            *plan.bench_args,
+            *(["--load-seconds", f"{load_seconds:.0f}"] if load_seconds else []),
+            "--weights-dir",
+            str(weights_dir),
+            *server_env,
+        ]
         if left < 10:
             steps["benchmark"] = {"status": "no time", "reason": f"{left:.0f} s left"}
         else:
-            steps["benchmark"] = step_benchmark(tests_dir, out, "benchmark", bench_args, left - STOP_GRACE_S / 2,
-                                                child_env)  # fmt: skip
+            steps["benchmark"] = step_benchmark(
+                tests_dir, out, "benchmark", bench_args, left - STOP_GRACE_S / 2, child_env
+            )
             log(f"benchmark: {steps['benchmark']['status']}, cases {steps['benchmark']['cases_measured']}")
 
         left = clock.left
@@ -480,15 +565,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             steps["compile"] = {"status": "skipped", "reason": reason}
         else:
             compile_args = [
-                "--device", device, "--skip-reference", "--cases", plan.compile_case, "--warmup", "2", "--alone", "5",
-                "--concurrency", "8", "--load-seconds", "10", "--ready-timeout", f"{left - STOP_GRACE_S:.0f}",
-                "--weights-dir", str(weights_dir),
+                "--device",
+                device,
+                "--skip-reference",
+                "--cases",
+                plan.compile_case,
+                "--warmup",
+                "2",
+                "--alone",
+                "5",
+                "--concurrency",
+                "8",
+                "--load-seconds",
+                "10",
+                "--ready-timeout",
+                f"{left - STOP_GRACE_S:.0f}",
+                "--weights-dir",
+                str(weights_dir),
                 # One graph: the 512² case's single 512 px tile in batches of one (each shape compiles for minutes).
-                "--server-env", f"ENHANCE_COMPILE_MODE={COMPILE_MODE}",
-                "--server-env", f"ENHANCE_COMPILE_TILE_SIDES={plan.compile_tile_side}",
-                "--server-env", "ENHANCE_TILE_BATCH_SIZE=1",
-                "--server-env", f"ENHANCE_COMPILE_CACHE_DIR={out / 'compile-cache'}", *server_env,
-            ]  # fmt: skip
+                "--server-env",
+                f"ENHANCE_COMPILE_MODE={COMPILE_MODE}",
+                "--server-env",
+                f"ENHANCE_COMPILE_TILE_SIDES={plan.compile_tile_side}",
+                "--server-env",
+                "ENHANCE_TILE_BATCH_SIZE=1",
+                "--server-env",
+                f"ENHANCE_COMPILE_CACHE_DIR={out / 'compile-cache'}",
+                *server_env,
+            ]
             timeout_s = left - STOP_GRACE_S / 2
             steps["compile"] = step_benchmark(tests_dir, out, "compile", compile_args, timeout_s, child_env)
             steps["compile"]["mode"] = COMPILE_MODE

@@ -110,19 +110,14 @@ def decode_base64(payload: str, *, max_bytes: int, what: str = "image") -> bytes
     padding = len(compact) - len(body)
     inner_pad = body.find("=")
     if inner_pad != -1:
-        raise InvalidImageError(
-            f"{what} is not valid base64: padding '=' at position {inner_pad}, before the end"
-        )
+        raise InvalidImageError(f"{what} is not valid base64: padding '=' at position {inner_pad}, before the end")
     if padding > 2 or len(body) % 4 == 1:
         raise InvalidImageError(
-            f"{what} is not valid base64: {len(body)} characters (plus {padding} '=') "
-            "is not a possible length"
+            f"{what} is not valid base64: {len(body)} characters (plus {padding} '=') is not a possible length"
         )
     decoded_size = len(body) * 3 // 4
     if decoded_size > max_bytes:
-        raise InvalidImageError(
-            f"{what} decodes to {decoded_size} bytes, more than the {max_bytes}-byte limit"
-        )
+        raise InvalidImageError(f"{what} decodes to {decoded_size} bytes, more than the {max_bytes}-byte limit")
     try:
         return binascii.a2b_base64(body + "=" * (-len(body) % 4), strict_mode=True)
     except binascii.Error as exc:

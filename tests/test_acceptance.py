@@ -27,8 +27,13 @@ def acceptance_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path,
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "server.acceptance", "--out", str(out), "--budget-s", str(BUDGET_S)],
-        cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=BUDGET_S + 120,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=BUDGET_S + 120,
+    )
     return result.returncode, out, time.monotonic() - started
 
 

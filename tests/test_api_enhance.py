@@ -176,9 +176,9 @@ def test_urls_mode_returns_signed_links_fetchable_without_a_key(client: TestClie
 
 
 def test_tampered_download_url_is_forbidden(client: TestClient, photo_b64: str) -> None:
-    url = client.post(
-        "/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, "response_mode": "urls"}
-    ).json()["download_urls"][0]
+    url = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, "response_mode": "urls"}).json()[
+        "download_urls"
+    ][0]
     signature = url.rsplit("signature=", 1)[1]
     forged = url.replace(signature, ("0" if signature[0] != "0" else "1") + signature[1:])
     assert client.get(forged).status_code == 403
@@ -210,9 +210,7 @@ def test_unknown_route_is_404_with_code(client: TestClient) -> None:
     assert response.json()["request_id"] == response.headers["X-Request-Id"]
 
 
-@pytest.mark.parametrize(
-    "extra", [{"profile_ids": ["prof_unknown"]}, {"prompt": "sharpen [[prof_unknown]] please"}]
-)
+@pytest.mark.parametrize("extra", [{"profile_ids": ["prof_unknown"]}, {"prompt": "sharpen [[prof_unknown]] please"}])
 def test_unknown_profile_candidates_are_404(client: TestClient, photo_b64: str, extra: dict[str, object]) -> None:
     response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64, **extra})
     assert response.status_code == 404

@@ -130,13 +130,14 @@ def test_bundle_holds_sources_wheel_install_script_and_hashes(small_bundle: Path
     assert manifest["weights"] == [SMALL]
     wheels = sorted(path.name for path in (small_bundle / "wheels").iterdir())
     assert len(wheels) == 1 and wheels[0].startswith("phota_enhance_local-")
-    assert "tests/test_gpu.py" in {Path(name).relative_to("acceptance").as_posix()
-                                   for name in manifest["files"] if name.startswith("acceptance/")}  # fmt: skip
+    assert "tests/test_gpu.py" in {
+        Path(name).relative_to("acceptance").as_posix() for name in manifest["files"] if name.startswith("acceptance/")
+    }
     sums = subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=small_bundle, check=False)
     assert sums.returncode == 0
     assert manifest["total_bytes"] == sum(entry["bytes"] for entry in manifest["files"].values())
     script = (small_bundle / "install.sh").read_text()
-    assert "--no-index --no-deps" in script and f"pull --from \"$HERE\" --only {SMALL}" in script
+    assert "--no-index --no-deps" in script and f'pull --from "$HERE" --only {SMALL}' in script
 
 
 def test_install_script_runs_python_without_the_callers_python_environment(small_bundle: Path, tmp_path: Path) -> None:
@@ -161,9 +162,13 @@ def test_install_script_runs_python_without_the_callers_python_environment(small
         "PYTHONSTARTUP": str(tmp_path / "startup.py"),
     }
     result = subprocess.run(
-        ["sh", str(small_bundle / "install.sh")], env=caller, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        ["sh", str(small_bundle / "install.sh")],
+        env=caller,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     lines = calls.read_text().splitlines()
     assert lines and all(line.split("|")[:4] == ["unset", "unset", "unset", "1"] for line in lines), lines
@@ -181,8 +186,11 @@ def test_bundled_gpu_tests_collect_on_their_own(small_bundle: Path) -> None:
     folder = small_bundle / "acceptance"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests/test_gpu.py"],
-        cwd=folder, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout[-2000:]
     assert "5 tests collected" in result.stdout
     assert (folder / "tests" / "benchmarks" / "bench_throughput.py").is_file()
@@ -191,8 +199,10 @@ def test_bundled_gpu_tests_collect_on_their_own(small_bundle: Path) -> None:
 def test_pull_from_the_bundle_converts_to_the_manifest_sha256(small_bundle: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "weights", "pull", "--from", str(small_bundle), "--dest", str(tmp_path)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert weights.verify_weights(tmp_path, [SMALL]) == [tmp_path / weights.get_spec(SMALL).file]
 
@@ -224,18 +234,21 @@ def test_bundle_over_max_size_fails_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def photo_only_client(
-    tmp_path_factory: pytest.TempPathFactory, weights_dir: Path
-) -> Iterator[TestClient]:
+def photo_only_client(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[TestClient]:
     """The app on a weights folder holding only x4plus (no face models, no illustration network), no
     pulling allowed, and imagecodecs hidden: what an install from a minimal bundle looks like."""
     only_x4plus = tmp_path_factory.mktemp("weights-x4plus")
     name = weights.get_spec("realesrgan-x4plus").file
     (only_x4plus / name).symlink_to(weights_dir / name)
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), weights_dir=only_x4plus, api_keys=KEY, device="cpu",
-        auto_pull_weights=False, network_max_side=48, cpu_tile_size=64,
-    )  # fmt: skip
+        data_dir=tmp_path_factory.mktemp("data"),
+        weights_dir=only_x4plus,
+        api_keys=KEY,
+        device="cpu",
+        auto_pull_weights=False,
+        network_max_side=48,
+        cpu_tile_size=64,
+    )
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "imagecodecs", None)  # find_spec → None: as if not installed
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
@@ -251,8 +264,9 @@ def test_readyz_lists_the_features_that_are_off(photo_only_client: TestClient) -
         "high_bit_depth": False,
         "illustration_network": False,
     }
-    assert "face model files unavailable" in features["identity"]["detail"] or "not installed" in (
-        features["identity"]["detail"]
+    assert (
+        "face model files unavailable" in features["identity"]["detail"]
+        or "not installed" in (features["identity"]["detail"])
     )
 
 

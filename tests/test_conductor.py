@@ -28,10 +28,31 @@ from models.sr import SRModel
 from tests.conftest import stand_in_model
 
 HEADER_KEYS = [
-    "input", "network_input", "output", "network", "device", "dtype", "tile", "overlap", "tiles", "batches",
-    "oom_retries", "nan_fallbacks", "estimates", "prompt", "degradation", "plan", "tone_corrections", "variations",
-    "alpha", "timings", "source_format", "original_size", "output_format", "identity",
-]  # fmt: skip
+    "input",
+    "network_input",
+    "output",
+    "network",
+    "device",
+    "dtype",
+    "tile",
+    "overlap",
+    "tiles",
+    "batches",
+    "oom_retries",
+    "nan_fallbacks",
+    "estimates",
+    "prompt",
+    "degradation",
+    "plan",
+    "tone_corrections",
+    "variations",
+    "alpha",
+    "timings",
+    "source_format",
+    "original_size",
+    "output_format",
+    "identity",
+]
 
 
 class _Bicubic4x(torch.nn.Module):
@@ -54,9 +75,7 @@ def _options() -> EnhanceOptions:
     return EnhanceOptions(target_long_side=512, network_max_side=128, tile=64, overlap=8)
 
 
-def test_enhance_request_runs_the_stages_from_bytes_to_encoded_files(
-    stand_in: SRModel, coffee: np.ndarray
-) -> None:
+def test_enhance_request_runs_the_stages_from_bytes_to_encoded_files(stand_in: SRModel, coffee: np.ndarray) -> None:
     small = np.asarray(Image.fromarray(coffee).resize((150, 100), Image.Resampling.LANCZOS))
     pipeline = EnhancePipeline(networks={"photo": stand_in}, options=_options())
     outcome = enhance_request(PipelineRequest(source=_file(small), num_outputs=2, prompt="sharper"), pipeline)

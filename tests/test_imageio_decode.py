@@ -127,9 +127,7 @@ def cmyk_lut_profile() -> bytes:
     return icc_profile(b"scnr", b"CMYK", b"Lab ", tags)
 
 
-def icc_profile(
-    device_class: bytes, color_space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]
-) -> bytes:
+def icc_profile(device_class: bytes, color_space: bytes, pcs: bytes, tags: list[tuple[bytes, bytes]]) -> bytes:
     """Assemble an ICC v2.1 profile from its tags."""
     offset = 128 + 4 + 12 * len(tags)
     table, blobs = b"", b""
@@ -348,9 +346,7 @@ def test_decode_refuses_corrupt_png_header() -> None:
 
 
 @pytest.mark.parametrize(("pil_format", "name"), [("ICO", "ICO"), ("PDF", "PDF"), ("JPEG2000", "JPEG 2000")])
-def test_decode_refuses_unsupported_format_written_by_pillow(
-    chelsea: np.ndarray, pil_format: str, name: str
-) -> None:
+def test_decode_refuses_unsupported_format_written_by_pillow(chelsea: np.ndarray, pil_format: str, name: str) -> None:
     data = pil_bytes(chelsea[:64, :64], pil_format)
     with pytest.raises(UnsupportedFormatError) as caught:
         decode_image(data)
@@ -609,9 +605,7 @@ def test_decode_cmyk_jpeg_with_profile_uses_it(chelsea: np.ndarray) -> None:
 
 def test_decode_lab_tiff_converts_to_srgb(chelsea: np.ndarray) -> None:
     srgb, lab = ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB")
-    converted = ImageCms.applyTransform(
-        Image.fromarray(chelsea), ImageCms.buildTransform(srgb, lab, "RGB", "LAB")
-    )
+    converted = ImageCms.applyTransform(Image.fromarray(chelsea), ImageCms.buildTransform(srgb, lab, "RGB", "LAB"))
     assert converted is not None
     decoded = decode_image(pil_bytes(converted, "TIFF"))
     assert decoded.source_mode == "LAB"

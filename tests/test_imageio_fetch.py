@@ -319,9 +319,7 @@ def test_address_check_with_allow_private_keeps_metadata_refused(address: str, a
         ("https://0.0.0.0/image.png", "unspecified"),
     ],
 )
-def test_fetch_refuses_literal_address_before_connecting(
-    url: str, fragment: str, connections: list[str]
-) -> None:
+def test_fetch_refuses_literal_address_before_connecting(url: str, fragment: str, connections: list[str]) -> None:
     with pytest.raises(ImageFetchError) as caught:
         fetch_url(url, FetchPolicy())
     assert fragment in caught.value.detail
@@ -385,9 +383,7 @@ def test_fetch_refuses_redirect_to_refused_address(
 
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1/image.png", "gopher://127.0.0.1/"])
-def test_fetch_refuses_redirect_to_other_scheme(
-    server: ImageServer, connections: list[str], target: str
-) -> None:
+def test_fetch_refuses_redirect_to_other_scheme(server: ImageServer, connections: list[str], target: str) -> None:
     with pytest.raises(ImageFetchError) as caught:
         fetch_url(url_of(server, f"/redirect?to={target}"), LOOPBACK_ONLY)
     assert "redirect refused" in caught.value.detail
@@ -423,9 +419,7 @@ def test_fetch_refuses_declared_length_over_limit(server: ImageServer, connectio
     assert "10000-byte limit" in caught.value.detail
 
 
-def test_fetch_refuses_chunked_body_over_limit_while_streaming(
-    server: ImageServer, connections: list[str]
-) -> None:
+def test_fetch_refuses_chunked_body_over_limit_while_streaming(server: ImageServer, connections: list[str]) -> None:
     policy = FetchPolicy(allow_private=True, max_bytes=10_000, timeout_s=5.0)
     with pytest.raises(ImageFetchError, match="exceeded the 10000-byte limit while downloading"):
         fetch_url(url_of(server, "/big-chunked"), policy)
@@ -454,9 +448,7 @@ def test_fetch_reports_refused_connection(connections: list[str]) -> None:
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(
-        ImageFetchError, match=re.escape("could not connect to 127.0.0.1: connection refused")
-    ):
+    with pytest.raises(ImageFetchError, match=re.escape("could not connect to 127.0.0.1: connection refused")):
         fetch_url(f"http://127.0.0.1:{port}/image.png", LOOPBACK_ONLY)
 
 
@@ -513,13 +505,26 @@ def tls_material(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tls")
     subprocess.run(
         [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-            "-keyout", str(folder / "key.pem"), "-out", str(folder / "cert.pem"),
-            "-subj", "/CN=images.test", "-addext", "subjectAltName=DNS:images.test",
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "cert.pem"),
+            "-subj",
+            "/CN=images.test",
+            "-addext",
+            "subjectAltName=DNS:images.test",
         ],
         check=True,
         capture_output=True,
-    )  # fmt: skip
+    )
     return folder
 
 

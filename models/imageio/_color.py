@@ -68,9 +68,7 @@ def to_srgb_8bit(color: Image.Image, icc: bytes | None) -> tuple[Image.Image, bo
     if mode == "LAB":
         source = profile if profile is not None and _color_space(profile) == "Lab" else None
         lab = source or ImageCms.ImageCmsProfile(ImageCms.createProfile("LAB"))
-        out = ImageCms.applyTransform(
-            color, ImageCms.buildTransform(lab, srgb_profile(), "LAB", "RGB", _INTENT)
-        )
+        out = ImageCms.applyTransform(color, ImageCms.buildTransform(lab, srgb_profile(), "LAB", "RGB", _INTENT))
         assert out is not None
         return out, source is not None
     if profile is not None and _color_space(profile) == _MODE_COLOR_SPACE[mode] and not _is_srgb(profile):

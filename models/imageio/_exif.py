@@ -47,9 +47,7 @@ def read_exif(im: Image.Image, *, keep_block: bool) -> tuple[int, bytes | None]:
     return orientation, clean_exif(exif)
 
 
-def clean_exif(
-    exif: Image.Exif, *, strip_gps: bool = True, size: tuple[int, int] | None = None
-) -> bytes | None:
+def clean_exif(exif: Image.Exif, *, strip_gps: bool = True, size: tuple[int, int] | None = None) -> bytes | None:
     """Serialise ``exif`` without its Orientation tag (and GPS IFD when ``strip_gps``); ``None`` if empty.
 
     A block that Pillow cannot re-serialise also gives ``None``.

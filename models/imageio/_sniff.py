@@ -78,11 +78,7 @@ def sniff_format(data: bytes) -> str:
         return "webp"
     if head.startswith((b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")):
         return "tiff"
-    if (
-        head[:2] == b"BM"
-        and len(head) >= 18
-        and int.from_bytes(head[14:18], "little") in _BMP_DIB_HEADER_SIZES
-    ):
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_DIB_HEADER_SIZES:
         return "bmp"
     if head[4:8] == b"ftyp":
         return _sniff_iso_media(head)
@@ -96,11 +92,7 @@ def sniff_format(data: bytes) -> str:
         raise _unsupported("DICOM")
     if _PNM_RE.match(head):
         raise _unsupported("PNM/PPM")
-    if (
-        head[0] == 0x0A
-        and head[1:2] in (b"\x00", b"\x02", b"\x03", b"\x04", b"\x05")
-        and head[2:3] == b"\x01"
-    ):
+    if head[0] == 0x0A and head[1:2] in (b"\x00", b"\x02", b"\x03", b"\x04", b"\x05") and head[2:3] == b"\x01":
         raise _unsupported("PCX")
     _raise_for_text(bytes(data[:2048]))
     raise InvalidImageError(

@@ -96,26 +96,53 @@ def enhance_request(
     spent = Timings()
     decoded = _timed(spent, "decode_s", decode, request.source, options)
     analysis, faces = _timed(
-        spent, "analysis_s", analyse_with_faces, decoded.rgb, request.source, decoded.alpha,
-        pipeline.faces if options.detect_faces else None, pipeline.identity, detect=options.detect_faces,
+        spent,
+        "analysis_s",
+        analyse_with_faces,
+        decoded.rgb,
+        request.source,
+        decoded.alpha,
+        pipeline.faces if options.detect_faces else None,
+        pipeline.identity,
+        detect=options.detect_faces,
         device=networks_device(pipeline.networks),
-    )  # fmt: skip
+    )
     steered = steer(analysis, request.prompt, options.num_outputs)
     rendered = super_resolve(
-        decoded.rgb, decoded.alpha, analysis, steered.decided, pipeline.networks, options,
-        runner=pipeline.runner, memory=pipeline.memory, cancel=cancel,
-    )  # fmt: skip
+        decoded.rgb,
+        decoded.alpha,
+        analysis,
+        steered.decided,
+        pipeline.networks,
+        options,
+        runner=pipeline.runner,
+        memory=pipeline.memory,
+        cancel=cancel,
+    )
     identified = _timed(
-        spent, "identity_s", identify,
-        decoded.rgb, [image.rgb for image in rendered.images], pipeline.faces, request.candidates, pipeline.identity,
+        spent,
+        "identity_s",
+        identify,
+        decoded.rgb,
+        [image.rgb for image in rendered.images],
+        pipeline.faces,
+        request.candidates,
+        pipeline.identity,
         faces,
-    )  # fmt: skip
+    )
     fmt, alpha_note = choose_format(request.output_format, request.default_format, decoded.alpha is not None)
     files = _timed(spent, "encode_s", encode, identified.images, rendered.images, fmt, decoded.exif, options)
     explanation = explain(
-        _size(decoded.rgb), analysis, steered, rendered, spent,
-        decoded=decoded, identified=identified, output_format=fmt, alpha_note=alpha_note,
-    )  # fmt: skip
+        _size(decoded.rgb),
+        analysis,
+        steered,
+        rendered,
+        spent,
+        decoded=decoded,
+        identified=identified,
+        output_format=fmt,
+        alpha_note=alpha_note,
+    )
     return PipelineOutcome(files, fmt, identified.counts, explanation)
 
 
@@ -168,9 +195,7 @@ def analyse_with_faces(
     if faces is None or not detect:
         return analyse(rgb, source, alpha, detect=detect, device=device), None
     started = time.perf_counter()
-    found = detect_faces(
-        to_uint8(rgb), faces, min_face=identity.min_face, max_work_pixels=identity.max_work_pixels
-    )
+    found = detect_faces(to_uint8(rgb), faces, min_face=identity.min_face, max_work_pixels=identity.max_work_pixels)
     detected_s = time.perf_counter() - started
     analysis = analyse(rgb, source, alpha, detect=False, device=device)
     boxes = [FaceBox(x=round(f.box.left), y=round(f.box.top), size=round(f.box.width)) for f in found]
@@ -303,16 +328,23 @@ def enhance_image(
     timings = Timings()
     if analysis is None:
         analysis = _timed(
-            timings, "analysis_s", analyse, rgb, source, alpha,
-            detect=options.detect_faces, device=networks_device(models),
-        )  # fmt: skip
+            timings,
+            "analysis_s",
+            analyse,
+            rgb,
+            source,
+            alpha,
+            detect=options.detect_faces,
+            device=networks_device(models),
+        )
     steered = (
         steer(analysis, steering, options.num_outputs)
         if steering is not None
         else Steered(None, infer_parameters(analysis, None, options.num_outputs))
     )
-    rendered = super_resolve(rgb, alpha, analysis, steered.decided, models, options,
-                             runner=runner, memory=memory, cancel=cancel)  # fmt: skip
+    rendered = super_resolve(
+        rgb, alpha, analysis, steered.decided, models, options, runner=runner, memory=memory, cancel=cancel
+    )
     return EnhanceResult(rendered.images, explain(_size(rgb), analysis, steered, rendered, timings))
 
 

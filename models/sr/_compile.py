@@ -98,8 +98,14 @@ def compile_network(
             run_batch(compiled, sample)
             if model.device.type == "cuda":
                 torch.cuda.synchronize(model.device)
-            logger.info("compiled %s for %dx%d x%d in %.1f s", model.network.name, height, width, size,
-                        time.perf_counter() - mark)  # fmt: skip
+            logger.info(
+                "compiled %s for %dx%d x%d in %.1f s",
+                model.network.name,
+                height,
+                width,
+                size,
+                time.perf_counter() - mark,
+            )
     if cache_dir is not None:
         _save_artifacts(cache_dir)
     # From now on nothing compiles: an unexpected recompile runs eagerly instead.

@@ -33,8 +33,11 @@ async def readyz(request: Request) -> Response:
         for name, feature in getattr(request.app.state, "features", {}).items()
     }
     body = ReadinessResponse(
-        status="ready", device=str(runtime.device), network=runtime.model.network.name, mode=runtime.settings.mode,
-        features=features or None
+        status="ready",
+        device=str(runtime.device),
+        network=runtime.model.network.name,
+        mode=runtime.settings.mode,
+        features=features or None,
     )
     return JSONResponse(body.model_dump())
 

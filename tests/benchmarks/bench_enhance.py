@@ -63,10 +63,12 @@ def _parse_setting(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "--sizes", type=_parse_sizes, default=None,
+        "--sizes",
+        type=_parse_sizes,
+        default=None,
         help=f"input long sides, comma-separated (default: {','.join(map(str, CPU_SIZES))} on CPU, "
         f"{','.join(map(str, CUDA_SIZES))} on CUDA)",
-    )  # fmt: skip
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed jpg requests per size (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed requests per size first (default 1)")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' (default auto)")
@@ -74,9 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-png", action="store_true", help="skip the png request per size")
     parser.add_argument("--weights-dir", type=Path, default=None, help="converted weights (default: the settings')")
     parser.add_argument(
-        "--setting", type=_parse_setting, action="append", default=[], metavar="KEY=VALUE",
+        "--setting",
+        type=_parse_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="any other Settings field, e.g. tile_size=512 or half_precision=false (repeatable)",
-    )  # fmt: skip
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     return parser
 

@@ -257,10 +257,24 @@ def bench_colour(photos: dict[str, np.ndarray]) -> Rows:
 
 def bench_content() -> Rows:
     photos = [
-        "astronaut.png", "coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
-        "retina.jpg", "ihc.png", "camera.png", "moon.png", "coins.png", "brick.png", "grass.png", "gravel.png",
-        "page.png", "text.png", "cell.png",
-    ]  # fmt: skip
+        "astronaut.png",
+        "coffee.png",
+        "chelsea.png",
+        "rocket.jpg",
+        "motorcycle_left.png",
+        "hubble_deep_field.jpg",
+        "retina.jpg",
+        "ihc.png",
+        "camera.png",
+        "moon.png",
+        "coins.png",
+        "brick.png",
+        "grass.png",
+        "gravel.png",
+        "page.png",
+        "text.png",
+        "cell.png",
+    ]
     drawings = {
         name: load(name) for name in ("logo.png", "horse.png", "chessboard_RGB.png", "color.png", "phantom.png")
     }

@@ -175,12 +175,14 @@ def run_calibrate(models: FaceModels, count: int) -> dict:
                 genuine_same_photo += distances
     table = []
     for threshold in np.arange(0.40, 0.66, 0.025):
-        table.append({
-            "threshold": round(float(threshold), 3),
-            "true_match_distinct_photos": round(float(np.mean(np.array(genuine_distinct) < threshold)), 4),
-            "true_match_same_photo": round(float(np.mean(np.array(genuine_same_photo) < threshold)), 4),
-            "false_match": round(float(np.mean(np.array(impostor) < threshold)), 5),
-        })  # fmt: skip
+        table.append(
+            {
+                "threshold": round(float(threshold), 3),
+                "true_match_distinct_photos": round(float(np.mean(np.array(genuine_distinct) < threshold)), 4),
+                "true_match_same_photo": round(float(np.mean(np.array(genuine_same_photo) < threshold)), 4),
+                "false_match": round(float(np.mean(np.array(impostor) < threshold)), 5),
+            }
+        )
         print(table[-1], flush=True)
     summary = {
         "pairs": {
@@ -206,8 +208,9 @@ def run_drift(models: FaceModels) -> dict:
 
     network = get_network("x4plus")
     weights.pull_weights(weights.default_weights_dir(), [network.weights_name])
-    model = load_sr_model(network, weights.load_state_dict(network.weights_name, weights.default_weights_dir()),
-                          torch.device("cpu"))  # fmt: skip
+    model = load_sr_model(
+        network, weights.load_state_dict(network.weights_name, weights.default_weights_dir()), torch.device("cpu")
+    )
     rows = []
     for name in ("obama2", "biden", "hopper"):
         for face in (32, 48, 72):

@@ -204,8 +204,10 @@ def print_tables(rows: list[dict[str, object]]) -> None:
                 m = mean_of(rows, **where)
                 cells.append(f"{m['psnr']:.2f} / {m['ssim']:.3f} / {m['niqe']:.2f} / {m['de']:.2f}")
             print(f"| {method} | " + " | ".join(cells) + " |")
-        counts = [int(mean_of(rows, level=level, method="lanczos", **({} if k == "all" else {"kind": k}))["n"])
-                  for k in ["all", *kinds]]  # fmt: skip
+        counts = [
+            int(mean_of(rows, level=level, method="lanczos", **({} if k == "all" else {"kind": k}))["n"])
+            for k in ["all", *kinds]
+        ]
         print("| n | " + " | ".join(str(c) for c in counts) + " |")
 
 

@@ -1047,9 +1047,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where both sides run")
     parser.add_argument("--cases", type=parse_cases, default=parse_cases(DEFAULT_CASES), help="INPUT_SIDE:OUTPUT,...")
     parser.add_argument(
-        "--target-long-side", type=int, default=AUTO_2K_LONG_SIDE,
+        "--target-long-side",
+        type=int,
+        default=AUTO_2K_LONG_SIDE,
         help="the server's automatic output long side (ENHANCE_TARGET_LONG_SIDE), used by 'auto' cases",
-    )  # fmt: skip
+    )
     parser.add_argument("--warmup", type=int, default=3, help="uncounted requests per case, one at a time")
     parser.add_argument(
         "--load-warmup", type=int, default=None, help="uncounted concurrent requests before each load (default: C)"
@@ -1061,9 +1063,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--load-seconds", type=float, default=0.0, help="if > 0: load for this long instead of --load-requests"
     )
     parser.add_argument(
-        "--server-env", type=parse_env, action="append", default=[], metavar="KEY=VALUE",
+        "--server-env",
+        type=parse_env,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="extra environment of the server (repeatable), e.g. ENHANCE_TILE_BATCH_SIZE=8",
-    )  # fmt: skip
+    )
     parser.add_argument("--max-queued", type=int, default=1024, help="ENHANCE_MAX_QUEUED_JOBS of the server")
     parser.add_argument("--weights-dir", type=Path, default=None, help="converted weights (default: weights/files)")
     parser.add_argument("--ready-timeout", type=float, default=1800.0, help="seconds to wait for /readyz")
