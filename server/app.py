@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Engine as SQLEngine
 
-from models.sr import BatchStats
+from models.pipeline import BatchStats
 from server import features, memory
 from server.errors import install_error_handlers
 from server.features import IDENTITY_OFF

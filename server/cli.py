@@ -251,7 +251,7 @@ class LocalEnhancer:
         self.pipeline = LocalPipeline.load(settings.model_copy(update=updates))
 
     def enhance(self, data: bytes, request: Request, stage: Stage) -> list[bytes]:
-        from models.errors import InvalidImageError, ModelOutOfMemoryError, UnsupportedFormatError
+        from models.pipeline import InvalidImageError, ModelOutOfMemoryError, UnsupportedFormatError
 
         stage("enhance")
         try:

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from models.errors import (
+from models.pipeline import (
     EnhanceError,
     ImageFetchError,
     InvalidImageError,

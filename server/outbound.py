@@ -46,7 +46,7 @@ import anyio
 import httpcore
 import httpx
 
-from models.errors import ImageFetchError
+from models.pipeline import ImageFetchError
 
 _MIB = 1024 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})

@@ -10,16 +10,21 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
 from starlette.types import Message
 
-from models.errors import RequestCancelledError
-from models.faces import KnownProfile
-from models.pipeline import Explanation, PipelineRequest
-from models.prompt import merge_candidate_ids
+from models.pipeline import (
+    Explanation,
+    KnownProfile,
+    PipelineRequest,
+    RequestCancelledError,
+    Steering,
+    candidate_ids,
+    read_prompt,
+)
 from server.errors import BadRequestError, NotFoundError, RequestTimeoutError
 from server.image_source import load_image_source
 from server.outbound import FetchPolicy
@@ -51,13 +56,14 @@ def fetch_policy_of(settings: Settings) -> FetchPolicy:
     )
 
 
-def validate_request(body: EnhanceRequest) -> list[str]:
+def validate_request(body: EnhanceRequest, steering: Steering | None = None) -> list[str]:
     """Checks that need no image and no storage; returns the candidate profile ids (``profile_ids``
-    and the prompt's ``[[id]]`` tokens, checked by :func:`resolve_candidates`). Raises
+    and the prompt's ``[[id]]`` tokens, checked by :func:`resolve_candidates`). ``steering``: the
+    prompt as already read (:func:`~models.pipeline.read_prompt`), else it is read here. Raises
     ``BadRequestError``."""
     if body.callback_url is not None and not body.async_:
         raise BadRequestError("callback_url is only valid with async: true.")
-    return merge_candidate_ids(body.profile_ids, body.prompt)
+    return candidate_ids(body.profile_ids, steering if steering is not None else read_prompt(body.prompt))
 
 
 async def resolve_candidates(
@@ -96,23 +102,25 @@ async def run_enhance(
     the image file's bytes when already at hand (a job's stored input; ``body.image`` is then not
     read), else they come from ``body.image``."""
     started = time.perf_counter()
-    profiles = await resolve_candidates(validate_request(body), account, candidates)
+    steering = read_prompt(body.prompt)  # read once: the candidates' ids, then the pipeline's steering
+    profiles = await resolve_candidates(validate_request(body, steering), account, candidates)
     mark = time.perf_counter()
     data = source if source is not None else await load_source(body.image, settings)
     fetch_s = time.perf_counter() - mark
     request = PipelineRequest(
         source=data,
         num_outputs=body.num_output_images,
-        prompt=body.prompt,
+        prompt=steering,
         output_format=body.output_format,
         default_format=settings.default_format_on(today),
         candidates=profiles,
+        fetch_s=fetch_s,
+        queued_at=time.perf_counter(),
+        mode=settings.mode,
     )
-    mark = time.perf_counter()
     outcome = await worker.run_cancellable(
         lambda cancel: runtime.run(request, cancel), account=account.id if account is not None else None
     )
-    slot_s = time.perf_counter() - mark
 
     response = EditResponse(known_subjects=KnownSubjects(counts=outcome.counts))
     store_s = None
@@ -124,16 +132,8 @@ async def run_enhance(
         base = (settings.public_base_url or base_url).rstrip("/")
         response.download_urls = [files.download_url(f, base) for f in stored]
         store_s = time.perf_counter() - mark
-    spent = outcome.explanation.timings
-    in_slot = (spent.decode_s or 0.0) + (spent.identity_s or 0.0) + (spent.encode_s or 0.0)
-    timings = replace(
-        spent,
-        decode_s=(spent.decode_s or 0.0) + fetch_s,  # getting the bytes counts as decoding, as it always has
-        enhance_s=max(0.0, slot_s - in_slot),  # waiting for the slot, analysis, steering, super-resolution
-        store_s=store_s,
-        total_s=time.perf_counter() - started,
-    )
-    return EnhanceOutcome(response=response, explanation=replace(outcome.explanation, timings=timings))
+    explanation = outcome.explanation.delivered(store_s=store_s, total_s=time.perf_counter() - started)
+    return EnhanceOutcome(response=response, explanation=explanation)
 
 
 async def wait_for_disconnect(receive: Callable[[], Awaitable[Message]]) -> None:

@@ -34,8 +34,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from models.errors import EnhanceError
-from models.imageio import decode_image
+from models.pipeline import EnhanceError, check_source
 from server.errors import NotFoundError, OverloadedError
 from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
@@ -218,8 +217,8 @@ class JobService:
         False when a concurrent submit with the same ``client_request_id`` stored its job first."""
         settings = self._settings
         data = await load_source(body.image, settings)
-        # Decoded only to refuse a bad image now; the job hands the stored bytes to the pipeline when it runs.
-        await anyio.to_thread.run_sync(lambda: decode_image(data, max_side=4096, max_pixels=settings.max_pixels))
+        # Checked only to refuse a bad image now; the job hands the stored bytes to the pipeline when it runs.
+        await anyio.to_thread.run_sync(check_source, data, self._runtime.options())
         job = NewJob(
             id=new_job_id(),
             account_id=account.id,

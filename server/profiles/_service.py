@@ -29,19 +29,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio.to_thread
-import numpy as np
 
-from models.errors import EnhanceError, ImageFetchError
-from models.faces import (
+from models.pipeline import (
+    EnhanceError,
     FaceModels,
+    ImageFetchError,
     ProfileBuildError,
-    ReferenceFaces,
-    build_profile,
-    detect_faces,
-    face_picture,
-    to_uint8,
+    build_identity_profile,
+    check_reference,
 )
-from models.imageio import decode_image, encode_image
 from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
 from server.features import IDENTITY_OFF
 from server.image_source import load_image_source
@@ -57,8 +53,6 @@ from server.worker import EnhanceWorker
 logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 3
-# References are analysed at most this size (long side): faces of 40 px and more in a 1600-px view.
-REFERENCE_MAX_SIDE = 1600
 FETCH_THREADS = 4
 VALIDATION_CONCURRENCY = 2
 
@@ -268,7 +262,7 @@ class ProfileService:
         def validate(index: int, reference: str) -> str | None:
             try:
                 data = load_image_source(reference, policy)
-                decode_image(data, max_side=REFERENCE_MAX_SIDE, max_pixels=self._settings.max_pixels)
+                check_reference(data, max_pixels=self._settings.max_pixels)
             except ImageFetchError as error:
                 logger.info("profile %s: reference #%d could not be fetched: %s", profile_id, index + 1, error.detail)
                 return "could not be fetched"
@@ -281,12 +275,10 @@ class ProfileService:
         with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
             return list(pool.map(validate, range(len(references)), references))
 
-    def _decoded_reference(self, profile_id: str, index: int) -> np.ndarray | str:
+    def _reference(self, profile_id: str, index: int) -> bytes | str:
+        """The usable reference's stored bytes, or why it cannot be used."""
         data = self.store.reference_image(profile_id, index)
-        if data is None:
-            return "could not be read back"
-        decoded = decode_image(data, max_side=REFERENCE_MAX_SIDE, max_pixels=self._settings.max_pixels)
-        return to_uint8(decoded.rgb)
+        return data if data is not None else "could not be read back"
 
     def _compute(self, profile_id: str, problems: list[str | None]) -> None:
         """IN_PROGRESS: faces and embeddings of every reference, the person, the picture (blocking)."""
@@ -295,36 +287,31 @@ class ProfileService:
             raise FeatureUnavailableError(IDENTITY_OFF)
         if not self._set_status(profile_id, "IN_PROGRESS"):
             return
-        images = [
-            problem if problem is not None else self._decoded_reference(profile_id, index)
+        references = [
+            problem if problem is not None else self._reference(profile_id, index)
             for index, problem in enumerate(problems)
         ]
-        references = []
-        for image in images:
-            if isinstance(image, str):
-                references.append(ReferenceFaces(problem=image))
-                continue
-            faces = detect_faces(image, models, min_face=self._settings.face_min_size)
-            references.append(ReferenceFaces(faces=faces, embeddings=models.embed(image, [f.box for f in faces])))
         try:
-            built = build_profile(references)
+            built = build_identity_profile(
+                references, models, min_face=self._settings.face_min_size, max_pixels=self._settings.max_pixels
+            )
         except ProfileBuildError as error:
             logger.info("profile %s: ERROR: %s", profile_id, error)
             self.store.finish(profile_id, self._clock(), owner=self.owner, message=str(error))
             return
-        ref_index, face_index = built.picture_member
-        image = images[ref_index]
-        assert not isinstance(image, str)
-        picture = face_picture(image, references[ref_index].faces[face_index].box)
-        jpeg = encode_image(picture.astype(np.float32) / 255.0, None, "jpg", jpeg_quality=90)
         message = None
         if built.left_out:
-            message = f"Built from {len(built.members)} of {len(images)} references; " + "; ".join(
+            message = f"Built from {built.used} of {built.references} references; " + "; ".join(
                 f"#{index + 1} {reason}" for index, reason in sorted(built.left_out.items())
             )
         if not self.store.finish(
-            profile_id, self._clock(), owner=self.owner, embeddings=built.embeddings, picture=jpeg, message=message
+            profile_id,
+            self._clock(),
+            owner=self.owner,
+            embeddings=built.embeddings,
+            picture=built.picture,
+            message=message,
         ):
             logger.warning("profile %s: deleted, or its lease lost to another process; result dropped", profile_id)
             return
-        logger.info("profile %s: READY from %d of %d references", profile_id, len(built.members), len(images))
+        logger.info("profile %s: READY from %d of %d references", profile_id, built.used, built.references)
