@@ -397,7 +397,7 @@ def corpus_case(index: int) -> Case:
 
 # --- judging an answer ------------------------------------------------------------------------------
 
-# The 4xx answers the contract documents for a bad image (API.md's error table), with their codes.
+# The 4xx answers the contract documents for a bad image (docs/api.md's error table), with their codes.
 DOCUMENTED_REFUSALS = {400: {"INVALID_IMAGE", "UNSUPPORTED_FORMAT", "BAD_REQUEST"}, 413: {"PAYLOAD_TOO_LARGE"}}
 
 

@@ -178,7 +178,7 @@ def test_cluster_answers_concurrent_enhancements_on_both_replicas(cluster: Clust
     for output in outputs:
         assert output.shape == (80, 120, 3)
     # The same request gives the same image whichever replica ran it, up to the ±1 level that batching
-    # tiles with other requests' may cost (README, GPU throughput).
+    # tiles with other requests' may cost (docs/gpu.md, GPU throughput).
     for output in outputs[1:]:
         assert int(np.abs(output.astype(np.int16) - outputs[0].astype(np.int16)).max()) <= 1
 

@@ -6,7 +6,7 @@ running one), waits until every replica reports in ``/metrics``, warms up, then 
 clients sending ``--requests`` enhance requests back to back (a real photo, JPEG in, JPEG out, checked),
 and stops the cluster. It prints a table and, with ``--json``, writes the figures.
 
-CPU (what the README's table shows; both replicas share the same cores, so this measures the cluster's
+CPU (what docs/scaling.md's table shows; both replicas share the same cores, so this measures the cluster's
 overhead rather than its scaling):
 
     python tests/benchmarks/bench_cluster.py --device cpu --replicas 1,2 --side 64 --target-long-side 256

@@ -2,7 +2,7 @@
 
 The set is ``tests/scene_photos.py``: 51 images (Debian's wallpaper packages, scikit-image,
 matplotlib) labelled by scene kind and split once into a tuning half and a held-out half. The policy's
-numbers were chosen on the tuning half; the README reports the held-out half (the default here).
+numbers were chosen on the tuning half; docs/quality.md reports the held-out half (the default here).
 
 Each image is Lanczos-downsized to a 256 px long side (the "original"), degraded at three levels in
 the Real-ESRGAN way (blur at the original's size, ×4 bicubic downscale, noise, JPEG; seeded per

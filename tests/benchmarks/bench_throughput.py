@@ -25,7 +25,7 @@ size) it measures:
     load phase for the network counters (tile pixels, busy seconds, batches, tiles per batch, peak
     memory, memory budget); counters the server does not export read "n/a".
 
-FLOP: x4plus costs 37.6 TFLOP per 1024² network input (DESIGN.md), 35.86e6 FLOP per input pixel.
+FLOP: x4plus costs 37.6 TFLOP per 1024² network input (docs/design.md), 35.86e6 FLOP per input pixel.
 "Useful" FLOP counts the image pixels the network should see (the reference's image, the server's
 ``network_input`` from ``X-Enhance-Parameters``), not padding, tile overlap or the pre-pad; the
 server's "network-busy" TFLOP/s counts every pixel its network ran (padding included) over the time
@@ -84,7 +84,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "bench-key"
 ENHANCE_PATH = "/v1/phota/enhance"
 WEIGHTS_NAME = "realesrgan-x4plus"
-FLOP_PER_INPUT_PIXEL = 35.86e6  # 37.6 TFLOP per 1024² input (DESIGN.md), linear in pixels
+FLOP_PER_INPUT_PIXEL = 35.86e6  # 37.6 TFLOP per 1024² input (docs/design.md), linear in pixels
 SCALE = 4
 PRE_PAD = 10  # RealESRGANer's default pre_pad
 JPEG_QUALITY = 95
