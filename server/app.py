@@ -26,6 +26,7 @@ from server.routes import (
     enhance_router,
     files_router,
     health_router,
+    hosted_router,
     jobs_router,
     page_router,
     profiles_router,
@@ -268,6 +269,7 @@ def create_app(settings: Settings, *, today: Callable[[], dt.date] = _utc_today)
     app.include_router(jobs_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(profiles_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(webhooks_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
+    app.include_router(hosted_router, prefix=API_PREFIX, responses=AUTHENTICATED_RESPONSES)
     app.include_router(files_router, prefix=API_PREFIX)
     app.include_router(health_router)
     app.include_router(page_router)

@@ -94,6 +94,13 @@ class RateLimitedError(EnhanceError):
         self.retry_after_s = retry_after_s
 
 
+class NotOfferedError(EnhanceError):
+    """Raised by the hosted routes this service does not offer (``/edit``, ``/generate``, ``/remix``):
+    501 ``NOT_IMPLEMENTED``, with a detail saying what the service offers instead."""
+
+    code = "NOT_IMPLEMENTED"
+
+
 UNAUTHORIZED_DETAIL = "Missing or invalid API key in the X-API-Key header."
 
 # The one mapping from error class to HTTP status; the first matching class (in MRO order) wins.
@@ -113,6 +120,7 @@ STATUS_BY_ERROR: dict[type[EnhanceError], int] = {
     RequestCancelledError: 503,
     NotReadyError: 503,
     RequestTimeoutError: 504,
+    NotOfferedError: 501,
 }
 
 
