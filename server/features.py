@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import weights
-from models.faces import FaceModels
-from models.imageio import high_bit_depth_available
+from models.pipeline import FaceModels, high_bit_depth_available
 from server.runtime import load_face_models
 from server.settings import Settings
 

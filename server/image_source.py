@@ -2,10 +2,10 @@
 :mod:`server.outbound`), a ``data:`` URL, or raw base64 — detected automatically.
 
 * Detection order: ``http://``/``https://`` → fetch; ``data:...;base64,`` → payload (the media type is
-  ignored, since content is sniffed); any other ``scheme:`` → :class:`~models.errors.ImageFetchError`
+  ignored, since content is sniffed); any other ``scheme:`` → :class:`~models.pipeline.ImageFetchError`
   (a colon never occurs in base64); else raw base64, with whitespace/newlines ignored, missing padding
   tolerated and the URL-safe alphabet accepted (not mixed with ``+``/``/``). Bad base64 →
-  :class:`~models.errors.InvalidImageError` naming the first bad character and its position.
+  :class:`~models.pipeline.InvalidImageError` naming the first bad character and its position.
 * ``FetchPolicy.max_bytes`` also bounds inline (base64) payloads.
 """
 
@@ -15,7 +15,7 @@ import binascii
 import re
 import urllib.parse
 
-from models.errors import ImageFetchError, InvalidImageError
+from models.pipeline import ImageFetchError, InvalidImageError
 from server.outbound import FetchPolicy, fetch_url
 
 _SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
-from models.sr import CancelToken
+from models.pipeline import CancelToken
 from server.errors import OverloadedError, RateLimitedError
 from server.storage.limits import AccountLimits, SlotLease
 

@@ -25,6 +25,7 @@ from models.analysis import (
     linear_to_srgb,
     srgb_to_linear,
 )
+from models.pipeline import default_face_detector
 from tests.conftest import to_float
 
 PHOTOS = ("astronaut", "coffee", "chelsea")
@@ -201,7 +202,7 @@ def test_the_python_logo_is_classified_as_an_illustration() -> None:
 
 
 def test_faces_finds_the_astronaut_face_only() -> None:
-    faces = find_face_boxes(to_float(skdata.astronaut()))
+    faces = find_face_boxes(to_float(skdata.astronaut()), default_face_detector())
     assert len(faces) == 1
     face = faces[0]
     assert 150 < face.x + face.size / 2 < 270 and 70 < face.y + face.size / 2 < 170
@@ -210,13 +211,13 @@ def test_faces_finds_the_astronaut_face_only() -> None:
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket"])
 def test_faces_finds_none_in_photos_without_people(name: str) -> None:
-    assert find_face_boxes(to_float(getattr(skdata, name)())) == []
+    assert find_face_boxes(to_float(getattr(skdata, name)()), default_face_detector()) == []
 
 
 def test_faces_counts_every_face_of_a_group() -> None:
     face = skdata.astronaut()[20:220, 130:300]
     group = np.concatenate([np.concatenate([face, face[:, ::-1]], axis=1)] * 2, axis=0)
-    assert len(find_face_boxes(to_float(group))) == 4
+    assert len(find_face_boxes(to_float(group), default_face_detector())) == 4
 
 
 def test_analysis_measures_every_estimate_and_skips_faces_on_request() -> None:
@@ -308,3 +309,9 @@ def test_analysis_on_cuda_agrees_with_the_cpu(name: str) -> None:
         assert cuda.tone.contrast == pytest.approx(cpu.tone.contrast, abs=1e-4)
         assert cuda.colour.gains == pytest.approx(cpu.colour.gains, abs=1e-4)
         assert cuda.content.illustration_probability == pytest.approx(cpu.content.illustration_probability, abs=1e-3)
+
+
+def test_analysis_refuses_face_detection_without_a_detector() -> None:
+    # The stage takes its detector from the caller: it never loads one from the weights store itself.
+    with pytest.raises(ValueError, match="face_detector"):
+        analyse_image(to_float(photo("coffee", 64)))

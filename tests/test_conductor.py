@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +16,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from models.errors import InvalidImageError
+from models.errors import InvalidImageError, UnsupportedFormatError
 from models.faces import FaceModelFiles, FaceModels
 from models.pipeline import (
+    CHECK_SIDE,
     EnhanceOptions,
     EnhancePipeline,
     PipelineRequest,
+    Timings,
+    candidate_ids,
+    check_source,
     choose_format,
     enhance_request,
+    read_prompt,
 )
+from models.prompt import merge_candidate_ids
 from models.sr import SRModel
 from tests.conftest import stand_in_model
 
@@ -129,6 +136,73 @@ def test_enhance_request_refuses_bytes_that_are_no_image(stand_in: SRModel) -> N
     pipeline = EnhancePipeline(networks={"photo": stand_in}, options=_options())
     with pytest.raises(InvalidImageError):
         enhance_request(PipelineRequest(source=b"<html>not an image</html>"), pipeline)
+
+
+def test_enhance_request_reads_a_prompt_it_is_given_read_only_once(stand_in: SRModel, coffee: np.ndarray) -> None:
+    # The server reads the prompt once (candidates' ids) and hands over what it read: the pipeline
+    # steers by that very object instead of reading the text again.
+    steering = read_prompt("sharper, warmer [[prof_1]]")
+    small = np.asarray(Image.fromarray(coffee).resize((90, 60), Image.Resampling.LANCZOS))
+    pipeline = EnhancePipeline(networks={"photo": stand_in}, options=_options())
+    outcome = enhance_request(PipelineRequest(source=_file(small), prompt=steering), pipeline)
+    assert outcome.explanation.prompt is steering
+    from_text = enhance_request(PipelineRequest(source=_file(small), prompt="sharper, warmer [[prof_1]]"), pipeline)
+    assert from_text.explanation.prompt == steering
+    assert from_text.explanation.to_json()["prompt"] == outcome.explanation.to_json()["prompt"]
+
+
+@pytest.mark.parametrize(
+    ("profile_ids", "prompt"),
+    [(None, None), (["p_2", "p_3"], "[[p_1]] [[p_2]] sharper"), ([], "[[ p_9 ]] and [[p_9]]"), (["a"], "[[not ok]]")],
+)
+def test_candidate_ids_are_the_profile_ids_then_the_prompts_tokens(
+    profile_ids: list[str] | None, prompt: str | None
+) -> None:
+    assert candidate_ids(profile_ids, read_prompt(prompt)) == merge_candidate_ids(profile_ids, prompt)
+
+
+def test_explanation_is_complete_when_the_pipeline_returns(stand_in: SRModel, coffee: np.ndarray) -> None:
+    small = np.asarray(Image.fromarray(coffee).resize((90, 60), Image.Resampling.LANCZOS))
+    pipeline = EnhancePipeline(networks={"photo": stand_in}, options=_options())
+    plain = enhance_request(PipelineRequest(source=_file(small)), pipeline).explanation
+    assert plain.mode is None and plain.timings.enhance_s is None and "mode" not in plain.to_json()
+    queued_at = time.perf_counter()
+    request = PipelineRequest(source=_file(small), fetch_s=5.0, queued_at=queued_at, mode="test")
+    explanation = enhance_request(request, pipeline).explanation
+    spent = explanation.timings
+    assert explanation.to_json()["mode"] == "test"
+    assert spent.decode_s is not None and 5.0 < spent.decode_s < 5.0 + (time.perf_counter() - queued_at)
+    assert spent.enhance_s is not None and spent.enhance_s >= spent.analysis_s + spent.network_s
+    assert spent.store_s is None and spent.total_s is None
+    delivered = explanation.delivered(store_s=0.25, total_s=9.5)
+    assert (delivered.timings.store_s, delivered.timings.total_s) == (0.25, 9.5)
+    assert delivered.to_json() == {**explanation.to_json(), "timings": delivered.timings.to_json()}
+    assert list(delivered.timings.to_json())[-2:] == ["store_s", "total_s"]
+
+
+def test_timings_are_typed_and_frozen() -> None:
+    timings = Timings(decode_s=0.5)
+    with pytest.raises(AttributeError):
+        timings.decode_s = 1.0  # type: ignore[misc]
+    assert timings.delivered(store_s=None, total_s=2.0).to_json()["total_s"] == 2.0
+
+
+def test_check_source_accepts_an_image_and_names_its_format_and_size(coffee: np.ndarray) -> None:
+    checked = check_source(_file(coffee), EnhanceOptions())
+    assert (checked.source_format, checked.original_size) == ("jpeg", (coffee.shape[1], coffee.shape[0]))
+    assert max(coffee.shape[:2]) > CHECK_SIDE  # checked at reduced scale, yet the size is the source's
+
+
+def test_check_source_refuses_what_the_decode_stage_refuses(coffee: np.ndarray) -> None:
+    whole = _file(coffee)
+    with pytest.raises(InvalidImageError):
+        check_source(whole[: len(whole) * 2 // 3], EnhanceOptions())  # truncated pixel data
+    with pytest.raises(InvalidImageError):
+        check_source(b"<html>not an image</html>", EnhanceOptions())
+    with pytest.raises(InvalidImageError):
+        check_source(whole, EnhanceOptions(max_input_pixels=coffee.shape[0] * coffee.shape[1] - 1))
+    with pytest.raises(UnsupportedFormatError):
+        check_source(b"8BPS" + bytes(40), EnhanceOptions())  # a Photoshop file
 
 
 def test_identify_stage_guards_and_reports_faces_of_a_real_portrait(

@@ -59,12 +59,15 @@ def analyse_image(
 
     ``source``: the original file bytes, when available: a JPEG's quantisation tables then give its
     quality exactly (otherwise it is recovered from the pixels). ``detect``: run face detection, with
-    ``face_detector`` (the service's, on its device) or the default CPU one.
+    ``face_detector`` (loaded by the caller: the service's, on its device; required when ``detect``).
     ``device``: where the estimators run (the service passes its networks' device): the image is
     uploaded there once and every estimator works on that copy; only their scalar results come back.
-    Deterministic; raises ``ValueError`` for arrays of the wrong type or shape.
+    Deterministic; raises ``ValueError`` for arrays of the wrong type or shape, or for ``detect``
+    without a ``face_detector``.
     """
     check_rgb(rgb)
+    if detect and face_detector is None:
+        raise ValueError("face detection needs a face_detector (or detect=False)")
     timings: dict[str, float] = {}
     target = torch.device(device)
     rgb = np.clip(rgb, 0.0, 1.0)
@@ -111,7 +114,7 @@ def _estimate(
     tone = timed("tone_s", estimate_tone, small)
     colour = timed("colour_s", estimate_colour_cast, small)
     content = timed("content_s", classify_content, small, noise)
-    faces = timed("faces_s", find_face_boxes, rgb, face_detector) if detect else None
+    faces = timed("faces_s", find_face_boxes, rgb, face_detector) if face_detector is not None and detect else None
     return ImageAnalysis(
         width=int(rgb.shape[1]),
         height=int(rgb.shape[0]),

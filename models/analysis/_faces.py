@@ -6,13 +6,12 @@ scaled ×2 so that faces of ``MIN_FACE`` = 40 px reach the detector's 80-px wind
 less, so their smallest face found grows: ~130 px in a 2048×1365 input). Boxes are in the input
 image's pixels. Side views and faces under ~40 px are missed.
 
-The detector comes from the caller (the service's, on its device); without one, a CPU copy is loaded
-once per process from the verified weights folder (``weights.model_file_path``).
+The detector comes from the caller (the service's, on its device; ``models.pipeline`` loads a CPU
+one when it has none): this package takes loaded models and never reads the weights store.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,9 +23,6 @@ from models.faces import detect_faces as find_faces
 WORK_PIXELS = 1024 * 1024
 MIN_FACE = 40
 
-_lock = threading.Lock()
-_default: FaceDetector | None = None
-
 
 @dataclass(frozen=True)
 class FaceBox:
@@ -37,29 +33,13 @@ class FaceBox:
     size: int
 
 
-def default_face_detector() -> FaceDetector:
-    """The CPU detector used when the caller passes none, loaded on first use from the default weights
-    folder (the file must have been pulled: ``python -m weights pull``).
-
-    Raises:
-        weights.WeightsError: the detector's file is missing or fails its sha256 check.
-    """
-    global _default
-    with _lock:
-        if _default is None:
-            import weights
-
-            path = weights.model_file_path("dlib-mmod-face-detector", weights.default_weights_dir())
-            _default = FaceDetector.from_file(path)
-        return _default
-
-
-def find_face_boxes(rgb: np.ndarray, detector: FaceDetector | None = None) -> list[FaceBox]:
-    """Frontal faces in ``rgb`` (float32 H×W×3 in [0, 1], sRGB), largest first, in input pixels.
-    ``detector``: the service's face detector (on its device); :func:`default_face_detector` if None."""
+def find_face_boxes(rgb: np.ndarray, detector: FaceDetector) -> list[FaceBox]:
+    """Frontal faces in ``rgb`` (float32 H×W×3 in [0, 1], sRGB), largest first, in input pixels, found
+    by ``detector`` (loaded by the caller, on its device). Raises ``ValueError`` for arrays of the
+    wrong type or shape."""
     check_rgb(rgb)
     if min(rgb.shape[:2]) < 8:
         return []
     pixels = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    found = find_faces(pixels, detector or default_face_detector(), min_face=MIN_FACE, max_work_pixels=WORK_PIXELS)
+    found = find_faces(pixels, detector, min_face=MIN_FACE, max_work_pixels=WORK_PIXELS)
     return [FaceBox(x=round(face.box.left), y=round(face.box.top), size=round(face.box.width)) for face in found]

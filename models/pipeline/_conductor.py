@@ -27,7 +27,8 @@ from models.faces import (
     to_uint8,
 )
 from models.imageio import DecodedImage, decode_image, encode_image, flatten_alpha
-from models.pipeline._explain import Explanation, Timings, VariationReport
+from models.pipeline._explain import Explanation, RenderTimings, Timings, VariationReport
+from models.pipeline._load import default_face_detector
 from models.pipeline._policy import EnhancePlan, infer_parameters
 from models.pipeline._render import EnhancedImage, EnhanceOptions, Rendered, super_resolve
 from models.prompt import Steering, parse_prompt
@@ -41,15 +42,25 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class PipelineRequest:
     """One request as the pipeline needs it: the image file's ``source`` bytes, how many outputs, the
-    caller's ``prompt``, the ``output_format`` asked for (``None``: ``default_format``, or PNG when the
-    input has alpha) and the ``candidates`` (profiles already resolved and READY) to count."""
+    caller's ``prompt`` (as :func:`read_prompt` read it, so that it is read once per request; a string
+    is read by the steer stage), the ``output_format`` asked for (``None``: ``default_format``, or PNG
+    when the input has alpha) and the ``candidates`` (profiles already resolved and READY) to count.
+
+    What the caller measured or knows before the pipeline: ``fetch_s``, the seconds spent getting the
+    bytes (URL fetch or base64; reported inside ``decode_s``), ``queued_at``, the
+    :func:`time.perf_counter` reading when the request was handed to its worker slot (``enhance_s`` is
+    measured from it; ``None``: not reported), and ``mode``, the service's mode ("real", or "test" when
+    a stand-in replaced the network; ``None``: unlabelled) that the explanation carries."""
 
     source: bytes
     num_outputs: int = 1
-    prompt: str | None = None
+    prompt: Steering | str | None = None
     output_format: OutputFormat | None = None
     default_format: OutputFormat = "png"
     candidates: Sequence[KnownProfile] = ()
+    fetch_s: float = 0.0
+    queued_at: float | None = None
+    mode: str | None = None
 
 
 @dataclass(frozen=True)
@@ -93,11 +104,8 @@ def enhance_request(
     stops it at the next checkpoint with ``RequestCancelledError``. Raises the decoder's
     ``InvalidImageError``/``UnsupportedFormatError`` and ``ValueError`` for a bad ``num_outputs``."""
     options = replace(pipeline.options, num_outputs=request.num_outputs)
-    spent = Timings()
-    decoded = _timed(spent, "decode_s", decode, request.source, options)
-    analysis, faces = _timed(
-        spent,
-        "analysis_s",
+    decoded, decode_s = _timed(decode, request.source, options)
+    (analysis, faces), analysis_s = _timed(
         analyse_with_faces,
         decoded.rgb,
         request.source,
@@ -119,9 +127,7 @@ def enhance_request(
         memory=pipeline.memory,
         cancel=cancel,
     )
-    identified = _timed(
-        spent,
-        "identity_s",
+    identified, identity_s = _timed(
         identify,
         decoded.rgb,
         [image.rgb for image in rendered.images],
@@ -131,19 +137,61 @@ def enhance_request(
         faces,
     )
     fmt, alpha_note = choose_format(request.output_format, request.default_format, decoded.alpha is not None)
-    files = _timed(spent, "encode_s", encode, identified.images, rendered.images, fmt, decoded.exif, options)
+    files, encode_s = _timed(encode, identified.images, rendered.images, fmt, decoded.exif, options)
+    reported_identity_s = identity_s if identified.report is not None else None
+    enhance_s = None
+    if request.queued_at is not None:
+        # From the hand-over to the slot to now, less the stages reported on their own: waiting for the
+        # slot, analysis, steering and super-resolution.
+        in_slot = decode_s + (reported_identity_s or 0.0) + encode_s
+        enhance_s = max(0.0, time.perf_counter() - request.queued_at - in_slot)
+    timings = Timings(
+        analysis_s=analysis_s,
+        decode_s=decode_s + request.fetch_s,
+        enhance_s=enhance_s,
+        identity_s=identity_s,
+        encode_s=encode_s,
+    )
     explanation = explain(
         _size(decoded.rgb),
         analysis,
         steered,
         rendered,
-        spent,
+        timings,
         decoded=decoded,
         identified=identified,
         output_format=fmt,
         alpha_note=alpha_note,
+        mode=request.mode,
     )
     return PipelineOutcome(files, fmt, identified.counts, explanation)
+
+
+# The long side a source is decoded to when only checked (:func:`check_source`): small, so that a JPEG
+# is decoded at reduced scale by libjpeg's DCT scaling, yet every byte of its data is still read.
+CHECK_SIDE = 512
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """What checking a source found: its format (as sniffed) and upright size (width, height)."""
+
+    source_format: str
+    original_size: tuple[int, int]
+
+
+def check_source(source: bytes, options: EnhanceOptions) -> SourceCheck:
+    """A cheap check that ``source`` is an image the decode stage accepts under ``options`` (format,
+    header, pixel count, every byte of pixel data), without analysing or keeping it: what job
+    submission runs before it accepts a job. Decoded at most :data:`CHECK_SIDE` px on its long side
+    (the decode stage's errors do not depend on the size it scales to).
+
+    Raises:
+        InvalidImageError: not an image, empty, truncated, corrupt, or over ``options.max_input_pixels``.
+        UnsupportedFormatError: an image in a format or pixel mode that is not decoded here.
+    """
+    decoded = decode_image(source, max_side=CHECK_SIDE, max_pixels=options.max_input_pixels)
+    return SourceCheck(source_format=decoded.source_format, original_size=decoded.original_size)
 
 
 # --- the stages, in order ---------------------------------------------------------------------------
@@ -166,10 +214,11 @@ def analyse(
     """Analyse stage: every estimator on ``rgb`` (float32 H×W×3 in [0, 1], sRGB), run on ``device``
     (the networks' device). With ``alpha`` (float32 H×W), the image is judged as it is seen: over
     white (hidden pixels carry arbitrary colour). ``source`` (the file's bytes) gives a JPEG's quality
-    exactly; ``detect`` finds faces (with the default detector: see :func:`analyse_with_faces` for the
-    service's)."""
+    exactly; ``detect`` finds faces (with the CPU detector of :func:`default_face_detector`: see
+    :func:`analyse_with_faces` for the service's)."""
     seen = rgb if alpha is None else (rgb * alpha[:, :, None] + (1.0 - alpha[:, :, None])).astype(np.float32)
-    return analyse_image(seen, source, detect=detect, device=device)
+    detector = default_face_detector() if detect else None
+    return analyse_image(seen, source, detect=detect, face_detector=detector, device=device)
 
 
 def networks_device(networks: SRModel | Mapping[str, SRModel]) -> torch.device:
@@ -203,9 +252,23 @@ def analyse_with_faces(
     return replace(analysis, faces=boxes, timings={**analysis.timings, "faces_s": detected_s}), found
 
 
+def read_prompt(prompt: str | None) -> Steering:
+    """Read a request's prompt: its ``[[id]]`` tokens, the intents it names (with negation) and the text
+    not understood. Read once per request: the server takes the candidate ids from it
+    (:func:`candidate_ids`) and hands it to the pipeline in :attr:`PipelineRequest.prompt`. Never raises."""
+    return parse_prompt(prompt)
+
+
+def candidate_ids(profile_ids: Sequence[str] | None, steering: Steering) -> list[str]:
+    """A request's candidate profile ids: ``profile_ids`` then the prompt's ``[[id]]`` tokens (from
+    :func:`read_prompt`), deduplicated, in order."""
+    return list(dict.fromkeys([*(profile_ids or []), *steering.profile_ids]))
+
+
 def steer(analysis: ImageAnalysis, prompt: str | Steering | None, num_outputs: int) -> Steered:
-    """Steer stage: read the prompt (once) and let the policy decide every output's parameters."""
-    steering = parse_prompt(prompt) if isinstance(prompt, str) or prompt is None else prompt
+    """Steer stage: the prompt (read here when given as text: :func:`read_prompt`) and the policy's
+    decision of every output's parameters."""
+    steering = read_prompt(prompt) if isinstance(prompt, str) or prompt is None else prompt
     return Steered(steering=steering, decided=infer_parameters(analysis, steering, num_outputs))
 
 
@@ -276,12 +339,15 @@ def explain(
     identified: IdentityResult | None = None,
     output_format: OutputFormat | None = None,
     alpha_note: str | None = None,
+    mode: str | None = None,
 ) -> Explanation:
     """Explain stage: what was measured, decided and done, for ``X-Enhance-Parameters``.
     ``input_size`` is the decoded image's (width, height); without ``identified`` (or without its
-    report: no face models) there is no identity section and no ``identity_s``. The explanation holds
-    the stages' own typed results; :meth:`Explanation.to_json` writes the header's JSON."""
+    report: no face models) there is no identity section and no ``identity_s``; ``rendered`` gives the
+    super-resolve stage's timings and ``mode`` labels the service's mode. The explanation holds the
+    stages' own typed results; :meth:`Explanation.to_json` writes the header's JSON."""
     identity = identified.report if identified is not None else None
+    parts: RenderTimings = rendered.timings
     return Explanation(
         input=input_size,
         network_input=rendered.network_input,
@@ -291,12 +357,20 @@ def explain(
         prompt=steered.steering,
         decision=steered.decided,
         variations=[VariationReport.of(image.variation, image.parameters) for image in rendered.images],
-        timings=replace(timings, **rendered.timings, identity_s=timings.identity_s if identity is not None else None),
+        timings=replace(
+            timings,
+            wait_memory_s=parts.wait_memory_s,
+            prepare_s=parts.prepare_s,
+            network_s=parts.network_s,
+            render_s=parts.render_s,
+            identity_s=timings.identity_s if identity is not None else None,
+        ),
         alpha=alpha_note,
         source_format=decoded.source_format if decoded is not None else None,
         original_size=decoded.original_size if decoded is not None else None,
         output_format=output_format,
         identity=identity,
+        mode=mode,
     )
 
 
@@ -326,10 +400,10 @@ def enhance_image(
     :func:`super_resolve` takes them; ``steering``: the parsed prompt; ``source``: the original file
     bytes (JPEG tables); ``analysis``: a precomputed analysis (else it is computed here)."""
     timings = Timings()
-    if analysis is None:
-        analysis = _timed(
-            timings,
-            "analysis_s",
+    if analysis is not None:
+        measured = analysis
+    else:
+        measured, analysis_s = _timed(
             analyse,
             rgb,
             source,
@@ -337,24 +411,24 @@ def enhance_image(
             detect=options.detect_faces,
             device=networks_device(models),
         )
+        timings = Timings(analysis_s=analysis_s)
     steered = (
-        steer(analysis, steering, options.num_outputs)
+        steer(measured, steering, options.num_outputs)
         if steering is not None
-        else Steered(None, infer_parameters(analysis, None, options.num_outputs))
+        else Steered(None, infer_parameters(measured, None, options.num_outputs))
     )
     rendered = super_resolve(
-        rgb, alpha, analysis, steered.decided, models, options, runner=runner, memory=memory, cancel=cancel
+        rgb, alpha, measured, steered.decided, models, options, runner=runner, memory=memory, cancel=cancel
     )
-    return EnhanceResult(rendered.images, explain(_size(rgb), analysis, steered, rendered, timings))
+    return EnhanceResult(rendered.images, explain(_size(rgb), measured, steered, rendered, timings))
 
 
 def _size(rgb: np.ndarray) -> tuple[int, int]:
     return int(rgb.shape[1]), int(rgb.shape[0])
 
 
-def _timed(timings: Timings, name: str, stage: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    """Run ``stage`` and record its seconds as ``timings.<name>``."""
+def _timed(stage: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> tuple[T, float]:
+    """Run ``stage``; its value and the seconds it took."""
     started = time.perf_counter()
     value = stage(*args, **kwargs)
-    setattr(timings, name, time.perf_counter() - started)
-    return value
+    return value, time.perf_counter() - started

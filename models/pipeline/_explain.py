@@ -9,7 +9,7 @@ here, and only here (tests/test_explain_header.py holds the header to the shape 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from models.analysis import ImageAnalysis
@@ -50,11 +50,24 @@ class VariationReport:
         return {"name": self.name, **{k: _round3(v) for k, v in asdict(self.parameters).items()}}
 
 
-@dataclass
+@dataclass(frozen=True)
+class RenderTimings:
+    """Seconds of the super-resolve stage's parts: waiting for device memory, preparing the network's
+    input, the network pass, rendering the outputs."""
+
+    wait_memory_s: float = 0.0
+    prepare_s: float = 0.0
+    network_s: float = 0.0
+    render_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Timings:
-    """Seconds per stage. The pipeline fills what it runs; the server adds ``enhance_s`` (waiting for a
-    worker slot, analysis, steering and super-resolution), ``store_s`` (``response_mode: urls``) and
-    ``total_s``; ``decode_s`` includes getting the bytes (URL fetch or base64). ``None``: not run."""
+    """Seconds per stage. The pipeline fills what it runs: ``decode_s`` includes getting the bytes (the
+    request's ``fetch_s``: URL fetch or base64), ``enhance_s`` (waiting for a worker slot, analysis,
+    steering and super-resolution) is measured from the request's ``queued_at`` when it has one. The
+    server adds what happens after the pipeline with :meth:`delivered`: ``store_s`` (``response_mode:
+    urls``) and ``total_s``. ``None``: not run."""
 
     analysis_s: float = 0.0
     wait_memory_s: float = 0.0
@@ -67,6 +80,10 @@ class Timings:
     encode_s: float | None = None
     store_s: float | None = None
     total_s: float | None = None
+
+    def delivered(self, *, store_s: float | None, total_s: float) -> Timings:
+        """These timings with the delivery's: ``store_s`` (``None``: nothing stored) and ``total_s``."""
+        return replace(self, store_s=store_s, total_s=total_s)
 
     def to_json(self) -> dict[str, float]:
         return {f.name: round(value, 4) for f in fields(self) if (value := getattr(self, f.name)) is not None}
@@ -100,6 +117,11 @@ class Explanation:
     identity: IdentityReport | None = None
     # "real", or "test" when a stand-in replaced the network (the service's test mode); None: unlabelled.
     mode: str | None = None
+
+    def delivered(self, *, store_s: float | None, total_s: float) -> Explanation:
+        """This explanation with the delivery's timings (:meth:`Timings.delivered`), after the outputs
+        were stored or inlined; everything else is as the pipeline returned it."""
+        return replace(self, timings=self.timings.delivered(store_s=store_s, total_s=total_s))
 
     def to_json(self) -> dict[str, Any]:
         """The header's JSON object (keys in the order the header has always listed them)."""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from models.analysis import ImageAnalysis
-from models.pipeline._explain import NetworkRun
+from models.pipeline._explain import NetworkRun, RenderTimings
 from models.pipeline._ops import adjust_tone, back_project, ellipse_mask, gaussian_blur, resize, sharpen
 from models.pipeline._policy import VARIATIONS, EnhancePlan, OutputParameters, Variation, output_size
 from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner, upscale
@@ -73,7 +73,7 @@ class Rendered:
     network_input: tuple[int, int]
     output: tuple[int, int]
     run: NetworkRun
-    timings: dict[str, float]
+    timings: RenderTimings
 
 
 def plan_output_size(width: int, height: int, *, target_long_side: int = 2048, max_side: int = 4096) -> tuple[int, int]:
@@ -169,7 +169,6 @@ def super_resolve(
         raise ValueError(f"expected float32 H×W×3, got {rgb.dtype} {rgb.shape}")
     if alpha is not None and alpha.shape != rgb.shape[:2]:
         raise ValueError(f"alpha shape {alpha.shape} does not match image {rgb.shape[:2]}")
-    timings: dict[str, float] = {}
     plan = decided.plan
     model, fell_back = _select_model(models, plan.content)
     mark = time.perf_counter()
@@ -190,14 +189,14 @@ def super_resolve(
     if cancel is not None:
         cancel.raise_if_cancelled()
     with reservation, torch.inference_mode():
-        timings["wait_memory_s"] = time.perf_counter() - mark
+        wait_memory_s = time.perf_counter() - mark
         mark = time.perf_counter()
         source_t = torch.from_numpy(np.ascontiguousarray(rgb)).to(device).permute(2, 0, 1)[None]
         raw_input = resize(source_t, net_h, net_w).clamp_(0.0, 1.0)
         network_input = raw_input
         if plan.denoise > 0:
             network_input = torch.lerp(raw_input, gaussian_blur(raw_input, _DENOISE_SIGMA), plan.denoise)
-        timings["prepare_s"] = time.perf_counter() - mark
+        prepare_s = time.perf_counter() - mark
 
         restored_net, upscale_report = upscale(
             model,
@@ -209,8 +208,6 @@ def super_resolve(
             batch_size=options.batch_size,
             cancel=cancel,
         )
-        timings["network_s"] = upscale_report.seconds
-
         mark = time.perf_counter()
         restored = resize(restored_net, out_h, out_w)
         base = resize(source_t, out_h, out_w).clamp(0.0, 1.0)
@@ -256,7 +253,7 @@ def super_resolve(
                     parameters=params,
                 )
             )
-        timings["render_s"] = time.perf_counter() - mark
+        render_s = time.perf_counter() - mark
 
     run = NetworkRun(
         network=model.network.name,
@@ -269,5 +266,8 @@ def super_resolve(
         batches=upscale_report.batches,
         oom_retries=upscale_report.oom_retries,
         nan_fallbacks=upscale_report.nan_fallbacks,
+    )
+    timings = RenderTimings(
+        wait_memory_s=wait_memory_s, prepare_s=prepare_s, network_s=upscale_report.seconds, render_s=render_s
     )
     return Rendered(images=images, network_input=(net_w, net_h), output=(out_w, out_h), run=run, timings=timings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.faces import KnownProfile
+from models.pipeline import KnownProfile
 from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
 from server.schemas import storable
 from server.storage.profiles import ProfileStore

@@ -39,6 +39,7 @@ from models.analysis import (
     linear_to_srgb,
     srgb_to_linear,
 )
+from models.pipeline import default_face_detector
 
 DATA_DIR = Path(os.path.dirname(skdata.__file__))
 
@@ -309,7 +310,7 @@ def bench_faces() -> Rows:
         face = Image.fromarray((lfw[index] * 255).astype(np.uint8)).resize((64, 64), Image.Resampling.BICUBIC)
         canvas = Image.new("RGB", (128, 128), (128, 128, 128))
         canvas.paste(face.convert("RGB"), (32, 32))
-        found.append(len(find_face_boxes(f32(np.asarray(canvas)))))
+        found.append(len(find_face_boxes(f32(np.asarray(canvas)), default_face_detector())))
     rows = [
         {"case": "LFW faces (64 px, grey)", "right": f"{sum(n == 1 for n in found[:100])}/100"},
         {"case": "LFW non-faces", "right": f"{sum(n == 0 for n in found[100:])}/100"},
@@ -319,11 +320,21 @@ def bench_faces() -> Rows:
     for count, (rows_n, cols_n) in ((1, (1, 1)), (2, (1, 2)), (4, (2, 2)), (6, (2, 3))):
         row = np.concatenate([face if i % 2 == 0 else face[:, ::-1] for i in range(cols_n)], axis=1)
         group = np.concatenate([row] * rows_n, axis=0)
-        got = len(find_face_boxes(f32(group)))
+        got = len(find_face_boxes(f32(group), default_face_detector()))
         rows.append({"case": f"group of {count} (astronaut face tiles)", "right": f"{got} found"})
-    rows.append({"case": "astronaut photo (1 face)", "right": f"{len(find_face_boxes(f32(astronaut)))} found"})
+    rows.append(
+        {
+            "case": "astronaut photo (1 face)",
+            "right": f"{len(find_face_boxes(f32(astronaut), default_face_detector()))} found",
+        }
+    )
     for name in ("coffee.png", "chelsea.png", "rocket.jpg", "motorcycle_left.png"):
-        rows.append({"case": f"{name} (no face)", "right": f"{len(find_face_boxes(f32(load(name))))} found"})
+        rows.append(
+            {
+                "case": f"{name} (no face)",
+                "right": f"{len(find_face_boxes(f32(load(name)), default_face_detector()))} found",
+            }
+        )
     return rows
 
 

@@ -235,6 +235,7 @@ def run_speed(models: FaceModels, repeats: int = 3) -> dict:
     from skimage import data
 
     from models.analysis import find_face_boxes as analysis_faces
+    from models.pipeline import default_face_detector
 
     cases = {
         "astronaut 512x512, 1 face": np.ascontiguousarray(data.astronaut()),
@@ -247,7 +248,7 @@ def run_speed(models: FaceModels, repeats: int = 3) -> dict:
         found = 0
         for attempt in range(repeats + 1):
             mark = time.perf_counter()
-            analysis_faces(rgb)
+            analysis_faces(rgb, default_face_detector())
             analysed = time.perf_counter()
             faces = detect_faces(image, models)
             detected = time.perf_counter()

@@ -107,9 +107,10 @@ def _stages() -> tuple[str, Analyse, Identify]:
         return "models.pipeline stages (faces found once)", analyse, identify
     from models.analysis import analyse_image
     from models.faces import identify_outputs
+    from models.pipeline import default_face_detector
 
     def analyse_old(rgb: np.ndarray, source: bytes, faces: FaceModels, policy: IdentityPolicy) -> object:
-        return analyse_image(rgb, source)
+        return analyse_image(rgb, source, face_detector=default_face_detector())
 
     def identify_old(rgb, outputs, faces, candidates, policy, found):  # type: ignore[no-untyped-def]
         return identify_outputs(rgb, outputs, faces, candidates, policy)
