@@ -27,7 +27,6 @@ def main() -> None:
     from server.logs import configure_logging
     from server.runtime import ModelRuntime, load_face_models
     from server.settings import get_settings
-    from server.storage import create_database, load_or_create_dev_key
 
     parser = argparse.ArgumentParser(prog="python -m server", description="Run the enhance service.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
@@ -54,10 +53,9 @@ def main() -> None:
         settings = settings.model_copy(update={"mode": args.mode})
     configure_logging(settings)
     if args.dev_key:
-        database = create_database(settings.database_url, settings.data_dir)
-        print(load_or_create_dev_key(database, settings.data_dir)[0])
-        database.dispose()
-        return
+        from server.dev_key import print_dev_key
+
+        raise SystemExit(print_dev_key(settings))
     if args.warmup:
         ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return

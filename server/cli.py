@@ -31,14 +31,16 @@ from typing import Literal, Protocol
 import httpx
 from tqdm import tqdm
 
-from models.pipeline import VARIATIONS
-
 OutputFormat = Literal["png", "jpg"]
 
 # The decoder's formats, by file name (files named on the command line are tried whatever their name).
 IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".heic", ".heif", ".avif", ".tif", ".tiff", ".bmp", ".gif"}
 )
+# The names of ``models.pipeline.VARIATIONS``, in order (a test checks they agree): spelled out here
+# so that --url mode never imports the pipeline, and with it PyTorch (seconds of start-up for a
+# command that only sends HTTP requests). Local mode imports the pipeline when it loads it.
+VARIATION_NAMES = ("inferred", "natural", "detail", "tone")
 OUTPUT_MARK = ".enhanced"
 _OUTPUT_STEM = re.compile(r"\.enhanced(\.\d+-[a-z]+)?$")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -113,12 +115,12 @@ def find_tasks(inputs: Sequence[Path], out: Path | None) -> list[Task]:
 
 def output_paths(task: Task, variations: int, ext: str) -> list[Path]:
     """Where ``task``'s outputs go: ``<stem>.enhanced.<ext>``, or for several variations
-    ``<stem>.enhanced.<i>-<name>.<ext>`` in the order of ``VARIATIONS``."""
+    ``<stem>.enhanced.<i>-<name>.<ext>`` in the order of ``VARIATION_NAMES``."""
     if variations == 1:
         return [task.folder / f"{task.stem}{OUTPUT_MARK}.{ext}"]
     return [
-        task.folder / f"{task.stem}{OUTPUT_MARK}.{i}-{variation.name}.{ext}"
-        for i, variation in enumerate(VARIATIONS[:variations], start=1)
+        task.folder / f"{task.stem}{OUTPUT_MARK}.{i}-{name}.{ext}"
+        for i, name in enumerate(VARIATION_NAMES[:variations], start=1)
     ]
 
 
@@ -399,9 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--variations",
         type=int,
         default=1,
-        choices=range(1, len(VARIATIONS) + 1),
+        choices=range(1, len(VARIATION_NAMES) + 1),
         metavar="N",
-        help=f"outputs per input, 1..{len(VARIATIONS)} (default 1)",
+        help=f"outputs per input, 1..{len(VARIATION_NAMES)} (default 1)",
     )
     parser.add_argument(
         "--format",

@@ -62,4 +62,7 @@ def configure_logging(settings: Settings, replica: str | None = None) -> logging
         named = logging.getLogger(name)
         named.handlers = []
         named.propagate = True
+    # Alembic reports each migration step, and on import each of its plugins, at INFO: a dozen lines on
+    # every start and around --dev-key's key. They show at DEBUG (ENHANCE_LOG_LEVEL=DEBUG).
+    logging.getLogger("alembic").setLevel(logging.NOTSET if root.level <= logging.DEBUG else logging.WARNING)
     return handler

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -97,6 +98,12 @@ def test_output_paths_name_variations_in_their_order(tmp_path: Path) -> None:
         "x.enhanced.2-natural.png",
         "x.enhanced.3-detail.png",
     ]
+
+
+def test_variation_names_are_the_pipelines_in_order() -> None:
+    from models.pipeline import VARIATIONS
+
+    assert tuple(variation.name for variation in VARIATIONS) == cli.VARIATION_NAMES
 
 
 def test_write_atomically_leaves_no_half_file_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,6 +221,13 @@ def test_url_mode_enhances_through_a_live_service(
     assert again == cli.EXIT_OK
 
 
+def test_service_start_shows_no_alembic_lines(server: LiveServer) -> None:
+    # The service migrated its new database on start; Alembic's INFO lines stay off the terminal.
+    log = server.log.read_text()
+    assert "Application startup complete" in log
+    assert "alembic" not in log
+
+
 def test_url_mode_without_a_key_or_with_a_wrong_one_is_a_usage_error(
     server: LiveServer, photos: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -222,3 +236,56 @@ def test_url_mode_without_a_key_or_with_a_wrong_one_is_a_usage_error(
     assert "needs an API key" in capsys.readouterr().err
     assert cli.main([str(photos), "--url", server.url, "--key", "wrong"]) == cli.EXIT_USAGE
     assert "refused the API key" in capsys.readouterr().err
+
+
+# Runs the command-line tool's main() in a fresh interpreter, then reports which of the heavy
+# packages that run imported (stderr, last line).
+_REPORT_IMPORTS = """
+import json, sys
+from server import cli
+code = cli.main(sys.argv[1:])
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "torchvision", "spandrel", "models"})
+print("IMPORTED " + json.dumps(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def test_url_mode_imports_neither_pytorch_nor_the_models(server: LiveServer, photos: Path, tmp_path: Path) -> None:
+    (photos / "cats" / "broken.jpg").unlink()
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), cli.API_KEY_ENV: KEY}
+    command = [sys.executable, "-c", _REPORT_IMPORTS, str(photos), "-o", str(out), "--url", server.url, "--no-progress"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "3 enhanced, 0 already done, 0 failed" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "IMPORTED []"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.enhanced.*")) == [
+        "astronaut.enhanced.jpg",
+        "cats/chelsea.enhanced.jpg",
+        "cats/coffee.enhanced.jpg",
+    ]
+
+
+def test_local_mode_still_loads_the_pipeline_in_process(photos: Path, tmp_path: Path) -> None:
+    # The counterpart of the test above: the same probe sees PyTorch and the models in local mode, so an
+    # empty list there is a real finding, not a probe that cannot see imports.
+    (photos / "cats" / "broken.jpg").unlink()
+    (photos / "cats" / "coffee.png").unlink()
+    (photos / "astronaut.jpg").unlink()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **FAST_ENV}
+    command = [
+        sys.executable,
+        "-c",
+        _REPORT_IMPORTS,
+        str(photos),
+        "-o",
+        str(tmp_path),
+        "--mode",
+        "test",
+        "--no-progress",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "cats" / "chelsea.enhanced.jpg").exists()
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("IMPORTED ") and {"torch", "models"} <= set(json.loads(last.removeprefix("IMPORTED ")))
