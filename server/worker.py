@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from models.pipeline import CancelToken
-from server.errors import OverloadedError, RateLimitedError
+from server.failures import OverloadedError, RateLimitedError
 from server.storage.limits import AccountLimits, SlotLease
 
 P = ParamSpec("P")

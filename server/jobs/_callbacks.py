@@ -33,7 +33,7 @@ import anyio.to_thread
 import httpcore
 import httpx
 
-from server.errors import BadRequestError
+from server.failures import BadRequestError
 from server.jobs._documents import job_document_bytes
 from server.outbound import OutboundRefusedError, VettedAsyncBackend, refused_address_reason, resolve_host
 from server.settings import Settings

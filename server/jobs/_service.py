@@ -35,7 +35,7 @@ from typing import Any
 import anyio.to_thread
 
 from models.pipeline import EnhanceError, check_source
-from server.errors import NotFoundError, OverloadedError
+from server.failures import NotFoundError, OverloadedError
 from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
 from server.profiles import ProfileCandidates

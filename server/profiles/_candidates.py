@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from models.pipeline import KnownProfile
-from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
+from server.failures import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
 from server.schemas import storable
 from server.storage.profiles import ProfileStore
 

@@ -38,7 +38,7 @@ from models.pipeline import (
     build_identity_profile,
     check_reference,
 )
-from server.errors import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
+from server.failures import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
 from server.features import IDENTITY_OFF
 from server.image_source import load_image_source
 from server.outbound import FetchPolicy
