@@ -40,12 +40,13 @@ from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
 from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
-from server.schemas import EnhanceRequest, JobResponse, storable
+from server.schemas import EnhanceRequest, JobResponse
 from server.service import load_source, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
 from server.storage.leases import process_owner_id
+from server.stored_text import storable
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)

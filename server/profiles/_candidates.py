@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from models.pipeline import KnownProfile
 from server.failures import FeatureUnavailableError, NotFoundError, ProfileNotReadyError
-from server.schemas import storable
 from server.storage.profiles import ProfileStore
+from server.stored_text import storable
 
 
 class ProfileCandidates:

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from server.schemas import Label
 from server.storage.profiles import ProfileStatus
+from server.stored_text import Label
 
 TrainingTier = Literal["standard", "fast"]
 # References each tier takes (API.md): the whole range is 5..50.

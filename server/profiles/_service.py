@@ -43,11 +43,11 @@ from server.features import IDENTITY_OFF
 from server.image_source import load_image_source
 from server.outbound import FetchPolicy
 from server.profiles._schemas import AddProfileRequest
-from server.schemas import storable
 from server.settings import Settings
 from server.storage import Account
 from server.storage.leases import process_owner_id
 from server.storage.profiles import ProfileRecord, ProfileStatus, ProfileStore
+from server.stored_text import storable
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)

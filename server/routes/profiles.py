@@ -17,7 +17,8 @@ from server.profiles import (
     ProfileService,
     ProfileStatusResponse,
 )
-from server.schemas import ErrorResponse, Label
+from server.schemas import ErrorResponse
+from server.stored_text import Label
 
 router = APIRouter(prefix="/profiles", tags=["profiles"])
 
