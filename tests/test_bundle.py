@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from server import Settings, create_app
 from server.features import load_identity
 from tests.conftest import encode_b64
 from weights._bundle import (
+    INSTALL_FOR_BUNDLE,
     BundleError,
     expand_platforms,
     get_feature,
@@ -112,6 +114,28 @@ def test_dependencies_bundle_a_host_package_that_is_too_old() -> None:
 def test_dependencies_refuse_a_host_without_torch() -> None:
     with pytest.raises(BundleError, match="host has no torch"):
         resolve_dependencies(project_requirements(ROOT), {"numpy": "2.3.4"})
+
+
+def test_missing_distribution_is_refused_with_the_install_that_brings_the_bundled_extras() -> None:
+    # The case: a .venv made with `pip install -e .` has no pytest, which the acceptance extra brings.
+    with pytest.raises(BundleError) as refused:
+        resolve_dependencies([Requirement("phota-never-installed>=1")], {"torch": "2.11.0"})
+    message = str(refused.value)
+    assert message.startswith("phota-never-installed (needed by phota-enhance-local) is not installed here")
+    assert "`pip install -e '.[acceptance]'`" in message
+    assert "`pip install -e .`" not in message
+
+
+def test_the_advised_install_brings_every_requirement_a_bundle_resolves() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    match = re.fullmatch(r"pip install -e '\.\[(.+)\]'", INSTALL_FOR_BUNDLE)
+    assert match is not None
+    advised = list(project["dependencies"])
+    for extra in match.group(1).split(","):
+        advised += project["optional-dependencies"][extra]
+    bundled = {Requirement(text).name for text in advised}
+    assert {requirement.name for requirement in project_requirements(ROOT)} == bundled
+    assert "pytest" in bundled  # what `python -m server.acceptance` needs and `pip install -e .` lacks
 
 
 @pytest.fixture(scope="module")

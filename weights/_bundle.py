@@ -61,6 +61,8 @@ MINIMUM_HOST_TORCH = Version("2.11")
 TORCHVISION_MINOR_OFFSET = 15
 # The project's optional-dependency groups a bundle always carries (the acceptance run needs pytest).
 BUNDLED_EXTRAS = ("acceptance",)
+# What installs all of that in a checkout (the advice of the error for a distribution missing here).
+INSTALL_FOR_BUNDLE = f"pip install -e '.[{','.join(BUNDLED_EXTRAS)}]'"
 # What ``python -m server.acceptance`` needs from the source tree (tests/ is not an installed package).
 ACCEPTANCE_FILES = (
     "tests/__init__.py",
@@ -280,7 +282,8 @@ def resolve_dependencies(
         except metadata.PackageNotFoundError as error:
             raise BundleError(
                 f"{requirement.name} (needed by {parent}) is not installed here; make the bundle from an "
-                "environment where the project and its dependencies are installed (`pip install -e .`)"
+                "environment where the project, its dependencies and the extras a bundle carries "
+                f"({', '.join(BUNDLED_EXTRAS)}) are installed: `{INSTALL_FOR_BUNDLE}` in the checkout"
             ) from error
         closure.bundled.append(Dependency(dist.metadata["Name"], dist.version, parent))
         for text in dist.requires or []:
