@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from models.pipeline import (
@@ -32,8 +33,21 @@ from server.failures import (
     RequestTimeoutError,
     UnauthorizedError,
 )
+from server.storage.outages import outage_kind
 
 logger = logging.getLogger(__name__)
+
+
+class DependencyUnavailableError(EnhanceError):
+    """An outage of the database or the object store (``server.storage.outages``): 503 with ``Retry-After``."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+
+class InsufficientStorageError(EnhanceError):
+    """The service's own storage (the local data directory, or the database's disk) is full: 507."""
+
+    code = "INSUFFICIENT_STORAGE"
 
 
 UNAUTHORIZED_DETAIL = "Missing or invalid API key in the X-API-Key header."
@@ -54,9 +68,27 @@ STATUS_BY_ERROR: dict[type[EnhanceError], int] = {
     ModelOutOfMemoryError: 503,
     RequestCancelledError: 503,
     NotReadyError: 503,
+    DependencyUnavailableError: 503,
     RequestTimeoutError: 504,
     NotOfferedError: 501,
+    InsufficientStorageError: 507,
 }
+
+_OUTAGE_DETAILS = {
+    "database": "The database is unavailable right now; retry after the Retry-After seconds.",
+    "store": "The object store is unavailable right now; retry after the Retry-After seconds.",
+}
+
+
+def outage_error(error: BaseException) -> EnhanceError | None:
+    """The API error for an outage of a dependency (``server.storage.outages.outage_kind``), or None when
+    ``error`` is no outage (then it is a bug: 500)."""
+    kind = outage_kind(error)
+    if kind is None:
+        return None
+    if kind == "disk":
+        return InsufficientStorageError("The service's storage is full; nothing was stored. Retry once space is freed.")
+    return DependencyUnavailableError(_OUTAGE_DETAILS[kind])
 
 
 def status_for(error: EnhanceError) -> int:
@@ -104,6 +136,24 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         if isinstance(exc, ModelOutOfMemoryError):
             logger.warning("request %s: %s", request_id_of(request), exc.detail)
         return error_response(request, status, exc.code, exc.detail, headers)
+
+    async def _outage(request: Request, exc: Exception) -> JSONResponse:
+        error = outage_error(exc)
+        if error is None:
+            raise exc  # not an outage: the middleware's 500, logged with the request id
+        logger.warning("request %s: %s (%s: %s)", request_id_of(request), error.detail, type(exc).__name__, exc)
+        return await _domain_error(request, error)
+
+    # Outages of the database, the object store and the disk surface as these libraries' own exceptions.
+    outage_classes: list[type[Exception]] = [OSError, SQLAlchemyError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        outage_classes += [BotoCoreError, ClientError]
+    except ImportError:  # no S3 support installed
+        pass
+    for outage_class in outage_classes:
+        app.add_exception_handler(outage_class, _outage)  # type: ignore[arg-type]
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -32,7 +32,7 @@ from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
 from server.schemas import EditResponse, EnhanceRequest, KnownSubjects
 from server.settings import Settings
-from server.storage import Account, LocalFileStore
+from server.storage import Account, LocalFileStore, SignedFile
 from server.worker import EnhanceWorker
 
 logger = logging.getLogger(__name__)
@@ -128,12 +128,30 @@ async def run_enhance(
         response.images = [base64.b64encode(blob).decode("ascii") for blob in outcome.outputs]
     else:
         mark = time.perf_counter()
-        stored = [await anyio.to_thread.run_sync(files.save, blob, outcome.output_format) for blob in outcome.outputs]
+        stored = await anyio.to_thread.run_sync(save_all, files, outcome.outputs, outcome.output_format)
         base = (settings.public_base_url or base_url).rstrip("/")
         response.download_urls = [files.download_url(f, base) for f in stored]
         store_s = time.perf_counter() - mark
     explanation = outcome.explanation.delivered(store_s=store_s, total_s=time.perf_counter() - started)
     return EnhanceOutcome(response=response, explanation=explanation)
+
+
+def save_all(files: LocalFileStore, blobs: list[bytes], extension: str) -> list[SignedFile]:
+    """Store every output, or none: when one cannot be stored (the store is down, the disk full), those
+    already stored are deleted again before the error propagates, so no answer's files are half there
+    (a deletion the store refuses too leaves a file no URL names, swept when it expires)."""
+    stored: list[SignedFile] = []
+    try:
+        for blob in blobs:
+            stored.append(files.save(blob, extension))
+    except BaseException:
+        for done in stored:
+            try:
+                files.remove(done)
+            except Exception:
+                logger.warning("could not delete the unused output %s; it is swept when it expires", done.name)
+        raise
+    return stored
 
 
 async def wait_for_disconnect(receive: Callable[[], Awaitable[Message]]) -> None:

@@ -116,6 +116,19 @@ class Settings(BaseSettings):
     job_shutdown_grace_s: float = Field(
         default=10.0, ge=0, description="On shutdown, how long running jobs may finish before they are cut short."
     )
+    outage_patience_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="How long background work (a job's files and result, a callback's bookkeeping, a profile "
+        "build) waits out an outage of the database or the object store before handing the work back; "
+        "requests do not wait: they answer 503 with Retry-After.",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM: how long requests in flight may finish (new connections are refused at "
+        "once) before the process stops; then running jobs get job_shutdown_grace_s.",
+    )
     callback_timeout_s: float = Field(default=10.0, gt=0, le=120, description="Time limit of one callback POST.")
     callback_max_attempts: int = Field(default=10, ge=1, le=50, description="Callback POSTs before giving up.")
     callback_retry_base_s: float = Field(

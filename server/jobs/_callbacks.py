@@ -38,6 +38,7 @@ from server.jobs._documents import job_document_bytes
 from server.outbound import OutboundRefusedError, VettedAsyncBackend, refused_address_reason, resolve_host
 from server.settings import Settings
 from server.storage.jobs import CallbackRecord, JobFiles, JobStore
+from server.storage.outages import retry_async
 
 logger = logging.getLogger(__name__)
 
@@ -219,12 +220,14 @@ class CallbackDispatcher:
 
     async def _deliver_once(self, record: CallbackRecord) -> None:
         store, settings = self._store, self._settings
-        job = await anyio.to_thread.run_sync(store.get, record.job_id)
+        patience_s = settings.outage_patience_s
+        what = f"job {record.job_id}: callback"
+        job = await retry_async(lambda: store.get(record.job_id), what=what, patience_s=patience_s)
         if job is None:
             return  # expired and swept meanwhile: its callback row went with it
         images = await anyio.to_thread.run_sync(self._files.read_images, job.id)
         body = job_document_bytes(job, images)
-        secret = await anyio.to_thread.run_sync(store.webhook_secret, job.account_id)
+        secret = await retry_async(lambda: store.webhook_secret(job.account_id), what=what, patience_s=patience_s)
         attempt = record.attempts + 1
         headers = {
             "Content-Type": "application/json",
@@ -243,10 +246,13 @@ class CallbackDispatcher:
         retry_at = None
         if error is not None and attempt < settings.callback_max_attempts:
             retry_at = now + dt.timedelta(seconds=self.retry_delay_s(attempt))
-        recorded = await anyio.to_thread.run_sync(
+        # Waits out a database outage: a POST that was answered but not recorded would be sent again.
+        recorded = await retry_async(
             lambda: store.record_callback_attempt(
                 job.id, owner=self._owner, delivered=error is None, now=now, error=error, retry_at=retry_at
-            )
+            ),
+            what=f"job {job.id}: recording a callback attempt",
+            patience_s=patience_s,
         )
         if not recorded:
             logger.warning("job %s: callback attempt %d ended after its lease ran out; not counted", job.id, attempt)

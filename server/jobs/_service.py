@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -46,6 +47,8 @@ from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
 from server.storage.leases import process_owner_id
+from server.storage.objects import PatientObjectStore
+from server.storage.outages import outage_kind, retry_async
 from server.stored_text import storable
 from server.worker import EnhanceWorker
 
@@ -91,7 +94,12 @@ class JobService:
         self._settings = settings
         self._clock = clock
         self.owner = process_owner_id()  # this process's name on the leases it holds
-        self.dispatcher = CallbackDispatcher(store, files, settings, owner=self.owner)
+        # The runners' and the dispatcher's view of the store: waits out an outage (a submit does not).
+        self._patient_files = copy.copy(files)
+        self._patient_files.objects = PatientObjectStore(files.objects, settings.outage_patience_s)
+        self._patient_outputs = copy.copy(outputs)
+        self._patient_outputs.objects = PatientObjectStore(outputs.objects, settings.outage_patience_s)
+        self.dispatcher = CallbackDispatcher(store, self._patient_files, settings, owner=self.owner)
         self._wake = asyncio.Event()  # a job was submitted here: runners look at once
         self._pending = 0  # unfinished jobs in the database, as of the last look (metrics)
         self._reserved = 0  # submits of this process between their queue check and their commit
@@ -152,8 +160,16 @@ class JobService:
             await asyncio.wait(self._tasks, timeout=5.0)
         self._tasks = []
         if cut_short:
-            released = await anyio.to_thread.run_sync(self.store.release, self.owner, cut_short)
+            released = await retry_async(
+                lambda: self.store.release(self.owner, cut_short),
+                what="handing jobs back",
+                patience_s=min(self._settings.outage_patience_s, 10.0),
+            )
             logger.info("handed %d unfinished jobs back to the queue", released)
+        with contextlib.suppress(Exception):  # best effort: a lease not handed back runs out by itself
+            callbacks = await anyio.to_thread.run_sync(self.store.release_callbacks, self.owner)
+            if callbacks:
+                logger.info("handed %d callbacks back (cut short; they are sent again)", callbacks)
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -235,7 +251,10 @@ class JobService:
             await anyio.to_thread.run_sync(self.files.save_source, job.id, data)
             record, created = await anyio.to_thread.run_sync(self.store.create, job)
         except BaseException:
-            await anyio.to_thread.run_sync(self.files.remove, job.id)
+            # The store may be the thing that failed: the original error is the answer; a source left
+            # behind has no row and is swept as an orphan.
+            with contextlib.suppress(Exception):
+                await anyio.to_thread.run_sync(self.files.remove, job.id)
             raise
         if not created:
             await anyio.to_thread.run_sync(self.files.remove, job.id)
@@ -304,7 +323,7 @@ class JobService:
             return
         logger.info("job %s: attempt %d started", job.id, job.attempts)
         try:
-            source = await anyio.to_thread.run_sync(self.files.read_source, job.id)
+            source = await anyio.to_thread.run_sync(self._patient_files.read_source, job.id)
             # The stored bytes go to the pipeline as they are; the request's image string is not kept.
             body = EnhanceRequest.model_validate({**job.options, "image": _STORED_SOURCE})
             outcome = await run_enhance(
@@ -312,7 +331,7 @@ class JobService:
                 source=source,
                 runtime=self._runtime,
                 worker=self._lane,
-                files=self._outputs,
+                files=self._patient_outputs,
                 settings=self._settings,
                 today=job.submitted_on,
                 base_url=job.base_url,
@@ -323,13 +342,23 @@ class JobService:
             logger.info("job %s: failed with %s: %s", job.id, exc.code, exc.detail)
             await self._finish(job, error=(exc.code, exc.detail))
             return
-        except Exception:
+        except Exception as exc:
+            if outage_kind(exc) is not None:
+                # The database or the store stayed down longer than outage_patience_s: not the job's fault.
+                await self._hand_back(job, exc)
+                return
             logger.exception("job %s: unexpected failure (request %s)", job.id, job.request_id)
             await self._finish(job, error=("INTERNAL_ERROR", f"Internal error; quote the job id {job.id}."))
             return
         images = outcome.response.images
         if images:
-            await anyio.to_thread.run_sync(self.files.save_images, job.id, images)
+            try:
+                await anyio.to_thread.run_sync(self._patient_files.save_images, job.id, images)
+            except Exception as exc:
+                if outage_kind(exc) is None:
+                    raise
+                await self._hand_back(job, exc)
+                return
         logger.info("job %s: succeeded; parameters %s", job.id, parameters_header(outcome.explanation))
         await self._finish(job, result=outcome.response.model_dump(mode="json", exclude={"images"}))
 
@@ -337,7 +366,7 @@ class JobService:
         self, job: JobRecord, *, result: dict[str, Any] | None = None, error: tuple[str, str] | None = None
     ) -> None:
         self._held.discard(job.id)  # ending it: the heartbeat leaves it alone from now on
-        finished = await anyio.to_thread.run_sync(
+        finished = await retry_async(
             lambda: self.store.finish(
                 job.id,
                 job.attempts,
@@ -346,15 +375,27 @@ class JobService:
                 ttl_s=self._settings.url_ttl_s,
                 result=result,
                 error=error,
-            )
+            ),
+            what=f"job {job.id}: recording its end",
+            patience_s=self._settings.outage_patience_s,
         )
         if finished is None:
             logger.warning("job %s: attempt %d ended after the job had moved on; outcome dropped", job.id, job.attempts)
             return
         self._pending = max(0, self._pending - 1)
-        await anyio.to_thread.run_sync(self.files.remove_source, job.id)
+        await anyio.to_thread.run_sync(self._patient_files.remove_source, job.id)
         if finished.callback_url:
             self.dispatcher.wake()
+
+    async def _hand_back(self, job: JobRecord, error: Exception) -> None:
+        """Give a job that an outage stopped back to the queue (its attempt stays counted), to run again."""
+        logger.warning("job %s: a dependency stayed unavailable (%s); handing the job back to the queue", job.id, error)
+        self._held.discard(job.id)
+        await retry_async(
+            lambda: self.store.release(self.owner, [job.id]),
+            what=f"job {job.id}: handing it back",
+            patience_s=self._settings.outage_patience_s,
+        )
 
     # --- expiry -----------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ from server.profiles._schemas import AddProfileRequest
 from server.settings import Settings
 from server.storage import Account
 from server.storage.leases import process_owner_id
+from server.storage.outages import outage_kind, retry_async
 from server.storage.profiles import ProfileRecord, ProfileStatus, ProfileStore
 from server.stored_text import storable
 from server.worker import EnhanceWorker
@@ -214,7 +215,16 @@ class ProfileService:
             await self._build(record, release_slot)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
+            if outage_kind(exc) is not None:
+                # The database or the store went away mid-build: not the profile's fault; built again later.
+                logger.warning("profile %s: build interrupted by an outage (%s); handed back", record.id, exc)
+                await retry_async(
+                    lambda: self.store.release(self.owner, [record.id]),
+                    what=f"profile {record.id}: handing it back",
+                    patience_s=self._settings.outage_patience_s,
+                )
+                return
             logger.exception("profile %s: unexpected failure while building", record.id)
             message = "Internal error while building the profile; add it again."
             await anyio.to_thread.run_sync(self._fail, record.id, message)

@@ -67,6 +67,10 @@ class OutputFiles:
         self.objects.put(self.FOLDER + name, data, content_type=MEDIA_TYPES[extension])
         return SignedFile(name=name, expires=expires, signature=self._sign(name, expires))
 
+    def remove(self, stored: SignedFile) -> None:
+        """Delete a stored file before its expiry (an answer that could not be completed)."""
+        self.objects.delete(self.FOLDER + stored.name)
+
     def download_url(self, stored: SignedFile, base_url: str) -> str:
         """Where a client downloads ``stored``: a presigned URL of the store, valid until the file expires,
         or else this service's signed link under ``base_url``."""

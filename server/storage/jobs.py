@@ -509,6 +509,17 @@ class JobStore:
             )
             return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
+    def release_callbacks(self, owner: str) -> int:
+        """End ``owner``'s leases on PENDING callbacks (a stopping process whose deliveries were cut short):
+        another process sends them at once. Returns how many."""
+        with Session(self._engine) as session, session.begin():
+            result = session.execute(
+                update(JobCallbackRow)
+                .where(JobCallbackRow.status == "PENDING", lease_held(JobCallbackRow.lease_owner, owner))
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
     def callback(self, job_id: str) -> CallbackRecord | None:
         """The callback of ``job_id``, if it has one."""
         with Session(self._engine) as session:

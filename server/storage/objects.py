@@ -114,11 +114,16 @@ class LocalObjectStore:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            # A full disk (ENOSPC) fails the write or the fsync: the partial file goes, the old one stays.
+            temporary.unlink(missing_ok=True)
+            raise
 
     def get(self, key: str) -> bytes | None:
         try:
@@ -239,6 +244,49 @@ class S3ObjectStore:
 
     def check(self) -> None:
         self._client.head_bucket(Bucket=self.bucket)
+
+
+class PatientObjectStore:
+    """Another store whose reads and writes wait out an outage of it (refused connections, 5xx answers, a
+    full disk) for up to ``patience_s`` seconds before the error propagates: the background work's view
+    of the store (a job's upload is retried; a request's is not, it answers 503 at once)."""
+
+    def __init__(self, inner: ObjectStore, patience_s: float) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+        self.patience_s = patience_s
+
+    def _retry(self, what: str, call: Callable[[], Any]) -> Any:
+        from server.storage.outages import retry_blocking
+
+        return retry_blocking(call, what=what, patience_s=self.patience_s)
+
+    def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        self._retry(f"storing {key}", lambda: self.inner.put(key, data, content_type))
+
+    def get(self, key: str) -> bytes | None:
+        data: bytes | None = self._retry(f"reading {key}", lambda: self.inner.get(key))
+        return data
+
+    def delete(self, key: str) -> None:
+        self._retry(f"deleting {key}", lambda: self.inner.delete(key))
+
+    def delete_prefix(self, prefix: str) -> int:
+        count: int = self._retry(f"deleting {prefix}", lambda: self.inner.delete_prefix(prefix))
+        return count
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        items: list[ObjectInfo] = self._retry(f"listing {prefix}", lambda: list(self.inner.list(prefix)))
+        return iter(items)
+
+    def presigned_url(self, key: str, expires_in_s: int) -> str | None:
+        return self.inner.presigned_url(key, expires_in_s)
+
+    def local_path(self, key: str) -> Path | None:
+        return self.inner.local_path(key)
+
+    def check(self) -> None:
+        self.inner.check()
 
 
 # --- the backend registry -----------------------------------------------------------------------------
