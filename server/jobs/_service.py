@@ -36,13 +36,13 @@ from typing import Any
 import anyio.to_thread
 
 from models.pipeline import EnhanceError, check_source
+from server.enhancing import load_source, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.failures import NotFoundError, OverloadedError
 from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
 from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
 from server.schemas import EnhanceRequest, JobResponse
-from server.service import load_source, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
