@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server import Settings, create_app
+from server.routes.hosted import EDIT_DETAIL
+from tests.live_server import REPO_ROOT
 
 KEY = "hosted-routes-key"
 NOT_OFFERED = ["/v1/phota/edit", "/v1/phota/generate", "/v1/phota/remix"]
@@ -88,3 +90,7 @@ def test_openapi_document_lists_the_not_offered_routes_as_501(client: TestClient
         assert example["code"] == "NOT_IMPLEMENTED" and f"POST {path}" in example["detail"]
         assert {"401", "429"} <= set(responses)
         assert operation["security"] == [{"APIKeyHeader": []}]
+
+
+def test_api_page_shows_the_detail_as_sent() -> None:
+    assert EDIT_DETAIL in (REPO_ROOT / "docs" / "api.md").read_text()
