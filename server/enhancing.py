@@ -22,12 +22,12 @@ from models.pipeline import (
     candidate_ids,
     read_prompt,
 )
+from server.enhance_bodies import EditResponse, EnhanceRequest, KnownSubjects
 from server.failures import BadRequestError, NotFoundError
 from server.image_source import load_image_source
 from server.outbound import FetchPolicy
 from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
-from server.schemas import EditResponse, EnhanceRequest, KnownSubjects
 from server.settings import Settings
 from server.storage import Account, LocalFileStore, SignedFile
 from server.worker import EnhanceWorker

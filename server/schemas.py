@@ -1,43 +1,13 @@
-"""Request and response schemas, named as in the hosted API's OpenAPI document."""
+"""Request and response schemas of the HTTP layer (errors, the 202 of a job, health, readiness, the
+webhook secret), named as in the hosted API's OpenAPI document. The bodies the service's own parts
+share live with them: enhance's in ``server.enhance_bodies``, the job document in ``server.jobs``,
+the profiles' in ``server.profiles``."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from server.stored_text import StoredText
-
-
-class EnhanceRequest(BaseModel):
-    """Body of ``POST /v1/phota/enhance``. Unknown fields are ignored."""
-
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-
-    image: str = Field(description="Raw base64, a data URL, or an http(s) URL of the image.")
-    profile_ids: list[str] | None = Field(default=None, description="Candidate identities.")
-    num_output_images: int = Field(default=1, ge=1, le=4)
-    output_format: Literal["png", "jpg"] | None = Field(
-        default=None, description="png or jpg; default png before 2026-05-08, jpg from then."
-    )
-    response_mode: Literal["bytes", "urls"] = "bytes"
-    prompt: StoredText | None = None
-    async_: bool = Field(default=False, alias="async")
-    callback_url: StoredText | None = None
-    client_request_id: StoredText | None = None
-
-
-class KnownSubjects(BaseModel):
-    counts: dict[str, int] = Field(default_factory=dict)
-
-
-class EditResponse(BaseModel):
-    """Response of enhance (shared with the hosted edit/generate endpoints)."""
-
-    known_subjects: KnownSubjects = Field(default_factory=KnownSubjects)
-    images: list[str] = Field(default_factory=list)
-    download_urls: list[str] = Field(default_factory=list)
+from pydantic import BaseModel, Field
 
 
 class ErrorResponse(BaseModel):
@@ -55,24 +25,6 @@ class JobAccepted(BaseModel):
     job_id: str
     poll_url: str = Field(description="Absolute URL of GET /v1/phota/jobs/{job_id}.")
     status: JobStatus = Field(description="QUEUED for a new job; a resubmission shows the original job's status.")
-
-
-class JobError(BaseModel):
-    """Why a job FAILED: the same ``code`` and ``detail`` a synchronous request would have answered."""
-
-    code: str
-    detail: str
-
-
-class JobResponse(BaseModel):
-    """``GET /v1/phota/jobs/{job_id}``, and the body POSTed to the job's ``callback_url`` when it ends."""
-
-    job_id: str
-    status: JobStatus
-    result: EditResponse | None = Field(default=None, description="The EditResponse, once SUCCEEDED.")
-    error: JobError | None = Field(default=None, description="Set when FAILED.")
-    created_at: dt.datetime
-    completed_at: dt.datetime | None = None
 
 
 class WebhookSecretResponse(BaseModel):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from server.schemas import EditResponse, JobError, JobResponse
+from server.enhance_bodies import EditResponse
+from server.jobs._schemas import JobError, JobResponse
 from server.storage.jobs import JobRecord
 
 

@@ -36,13 +36,14 @@ from typing import Any
 import anyio.to_thread
 
 from models.pipeline import EnhanceError, check_source
+from server.enhance_bodies import EnhanceRequest
 from server.enhancing import load_source, parameters_header, resolve_candidates, run_enhance, validate_request
 from server.failures import NotFoundError, OverloadedError
 from server.jobs._callbacks import CallbackDispatcher, check_callback_url
 from server.jobs._documents import job_document
+from server.jobs._schemas import JobResponse
 from server.profiles import ProfileCandidates
 from server.runtime import ModelRuntime
-from server.schemas import EnhanceRequest, JobResponse
 from server.settings import Settings
 from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
@@ -134,6 +135,12 @@ class JobService:
         self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="callback dispatcher"))
         self._tasks.append(asyncio.create_task(self._heartbeat(), name="job heartbeat"))
         self._tasks.append(asyncio.create_task(self._sweep_periodically(), name="job sweeper"))
+
+    def drain(self) -> None:
+        """Claim no more jobs (the process is stopping): a runner ends after its current job, an idle one at
+        once. Called on the event loop's thread (the SIGTERM handler); :meth:`stop` follows."""
+        self._stopping = True
+        self._wake.set()
 
     async def stop(self) -> None:
         """Stop taking jobs, give running ones ``job_shutdown_grace_s`` to finish, then cancel every

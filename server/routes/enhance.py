@@ -15,10 +15,11 @@ from server.deps import (
     TodayDep,
     WorkerDep,
 )
+from server.enhance_bodies import EditResponse, EnhanceRequest
 from server.enhancing import parameters_header, run_enhance
 from server.errors import request_id_of
 from server.routes.jobs import poll_url_of
-from server.schemas import EditResponse, EnhanceRequest, ErrorResponse, JobAccepted
+from server.schemas import ErrorResponse, JobAccepted
 from server.service import run_with_time_limit, wait_for_disconnect
 
 router = APIRouter(tags=["enhance"])

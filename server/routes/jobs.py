@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from server.deps import CurrentAccount, JobsDep
-from server.schemas import ErrorResponse, JobResponse
+from server.jobs import JobResponse
+from server.schemas import ErrorResponse
 from server.settings import Settings
 
 router = APIRouter(tags=["jobs"])
