@@ -196,3 +196,37 @@ def test_upscaled_input_is_fed_to_the_network_at_its_true_resolution(x4plus_cpu:
 def test_enhance_rejects_non_float_input(x4plus_cpu: SRModel, coffee: np.ndarray) -> None:
     with pytest.raises(ValueError, match="float32"):
         enhance_image(coffee[:8, :8], None, x4plus_cpu, EnhanceOptions())
+
+
+# --- loading (models.pipeline.load_pipeline) -----------------------------------------------------
+
+
+def test_load_pipeline_builds_the_networks_from_their_weights_and_the_face_models(
+    weights_dir: Path, x4plus_cpu: SRModel
+) -> None:
+    from models.pipeline import FACE_DETECTOR_FILE, NetworkWeights, load_pipeline
+
+    roles = {"embedder": "dlib-face-recognition-resnet-v1", "landmarks": "dlib-shape-predictor-5"}
+    roles["detector"] = FACE_DETECTOR_FILE
+    weights.pull_model_files(weights_dir, list(roles.values()))
+    state = weights.load_state_dict(get_network("x4plus").weights_name, weights_dir)
+    loaded = load_pipeline(
+        "cpu",
+        networks={"photo": NetworkWeights("x4plus", state)},
+        face_files={role: weights.model_file_path(name, weights_dir) for role, name in roles.items()},
+    )
+    photo = loaded.networks["photo"]
+    assert list(loaded.networks) == ["photo"] and photo.network.name == "x4plus" and photo.device.type == "cpu"
+    tile = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(photo.exact(tile), x4plus_cpu.exact(tile))  # the same weights, the same network
+    assert loaded.faces is not None and loaded.faces.device.type == "cpu"
+
+
+def test_load_pipeline_gives_the_test_stand_in_one_model_for_every_content() -> None:
+    from models.pipeline import TEST_NETWORK, load_pipeline
+
+    loaded = load_pipeline("cpu", stand_in=["photo", "illustration"])
+    assert loaded.faces is None
+    assert loaded.networks["photo"] is loaded.networks["illustration"]
+    assert loaded.networks["photo"].network.name == get_network(TEST_NETWORK).name
