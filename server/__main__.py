@@ -12,7 +12,10 @@ so that the service's own start loads compiled kernels instead of compiling for 
 from __future__ import annotations
 
 import argparse
+import math
+import signal
 import sys
+from typing import Any
 
 
 def main() -> None:
@@ -60,9 +63,42 @@ def main() -> None:
         ModelRuntime.load(settings, faces=load_face_models(settings)).close()
         return
     app = create_app(settings)
-    uvicorn.run(
-        app, host=args.host, port=args.port, log_level=settings.log_level.lower(), proxy_headers=True, log_config=None
+    # uvicorn stops gracefully on SIGTERM/SIGINT, then raises the signal again for the handler that was
+    # there before it: this one, so that a graceful stop exits 0 instead of dying by the signal.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, _stopped)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        log_config=None,
+        # SIGTERM: new connections are refused at once; requests in flight get this long to finish.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
+    _draining_server(app, config).run()
+
+
+def _draining_server(app: Any, config: Any) -> Any:
+    """uvicorn's server, which on SIGTERM/SIGINT also stops this process's job runners and profile builder
+    from claiming new work at once (while the requests in flight finish): the work waits in the database
+    for the other processes instead of being started here and cut short."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            for name in ("jobs", "profiles"):
+                service = getattr(app.state, name, None)
+                if service is not None:
+                    service.drain()
+
+    return DrainingServer(config)
+
+
+def _stopped(signum: int, frame: object) -> None:
+    """The signal a graceful stop re-raises once the server has stopped: nothing left to do (exit 0)."""
 
 
 if __name__ == "__main__":

@@ -85,6 +85,7 @@ class ProfileService:
         self._held: set[str] = set()  # profiles this process builds (their leases are renewed)
         self._validating = asyncio.Semaphore(VALIDATION_CONCURRENCY)
         self._computing = asyncio.Lock()
+        self._draining = False  # stopping: claim nothing more
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -100,6 +101,11 @@ class ProfileService:
             asyncio.create_task(self._run(), name="profile-builder"),
             asyncio.create_task(self._heartbeat(), name="profile-heartbeat"),
         ]
+
+    def drain(self) -> None:
+        """Claim no more builds (the process is stopping); builds under way go on until :meth:`stop`."""
+        self._draining = True
+        self._wake.set()
 
     async def stop(self) -> None:
         """Cancel the builder; an interrupted build stays unfinished, its lease handed back, and is built
@@ -167,6 +173,8 @@ class ProfileService:
         settings = self._settings
         try:
             while True:
+                if self._draining:  # builds under way go on; stop() cancels this wait
+                    await asyncio.get_running_loop().create_future()
                 await self._validating.acquire()
                 self._wake.clear()
                 try:
