@@ -115,11 +115,13 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault(name, value)
     if args.address and os.environ[PROXY_CALLBACK[0]] != PROXY_CALLBACK[1]:
         logger.warning("%s is not %s: requests of a dying replica will answer 500", *PROXY_CALLBACK)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     if args.address:
         ray.init(address=args.address, namespace=BOARD_NAMESPACE)
     else:
         ray.init(namespace=BOARD_NAMESPACE, include_dashboard=False)
+    # After ray.init: Ray's core worker installs its own fatal-signal handler for SIGTERM, which logs a
+    # stack and aborts the driver (SIGABRT) once the handler before it returns; this one replaces it.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     gpus = float(ray.cluster_resources().get("GPU", 0.0))
     plan = plan_replicas(settings, gpus, args.replicas)
     logger.info(
@@ -151,6 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, SystemExit):
         logger.info("stopping: removing the deployment")
     finally:
+        # The application first, while the proxies still answer: its replicas finish the requests in
+        # flight (graceful_shutdown_timeout_s) before they stop; then Serve itself.
+        try:
+            serve.delete(APP_NAME)
+        except Exception:
+            logger.exception("removing the deployment failed; shutting Serve down anyway")
         serve.shutdown()
         ray.kill(board)
         ray.shutdown()
