@@ -9,9 +9,16 @@ own process with a deadline:
    running x4plus, one request at a time) against this server under loopback load, 512² → 2K and
    1024² → 2K on CUDA (one 64² → 256 case on the CPU), each alone and under load; from it also one
    request alone with its per-stage timings (``X-Enhance-Parameters``) and peak device memory;
-4. **compile**: the server again with ``torch.compile`` for the 512² case (one graph: its 512 px
+4. **bf16** (CUDA only): the server again in bfloat16 (``ENHANCE_PRECISION=bf16``) for the 512² case
+   on a GPU that has it, when the budget has room; the eager benchmark ran ``auto`` (float16);
+5. **compile**: the server again with ``torch.compile`` for the 512² case (one graph: its 512 px
    tile, batches of one), only when the budget has room left for it (the report says whether it ran
    and why not; not finishing within the budget is reported, not a failure).
+
+The report then sets float16 against bfloat16 and compiled against eager beside the reference
+(:func:`precision_verdict`) and says which precision ``auto`` should pick on this GPU (the faster
+of the two; float16 when bfloat16 was not measured) and whether compilation pays. The CPU's
+precisions are measured by ``tests/benchmarks/bench_cpu.py`` instead.
 
 It writes ``DIR/report.json`` and ``DIR/report.md`` (and each step's raw output) and stops by itself
 at the budget: a running step is ended (the benchmark keeps and writes what it measured) and the
@@ -55,8 +62,10 @@ STOP_GRACE_S = 45.0
 # Compilation runs only when at least this much budget is left after the eager benchmark.
 COMPILE_MIN_S = {"cuda": 150.0, "cpu": 600.0}
 COMPILE_MODE = "default"  # max-autotune took about 5 minutes on an H100 (DESIGN.md): too long for a slot
+# The bfloat16 run (CUDA only) needs this much budget left after the eager benchmark.
+BF16_MIN_S = 120.0
 # Steps whose not finishing within the budget is reported but does not fail the run.
-OPTIONAL_STEPS = frozenset({"compile"})
+OPTIONAL_STEPS = frozenset({"compile", "bf16"})
 NOT_READY_MARK = "was not ready after"
 
 
@@ -357,6 +366,41 @@ def peak_memory(bench: dict[str, Any] | None) -> dict[str, Any]:
     return peaks
 
 
+def _case_figures(step: dict[str, Any] | None, case: str) -> dict[str, Any] | None:
+    """p50 alone (s) and requests/s under load of ``case`` in a benchmark step's results, or None."""
+    ours = ((((step or {}).get("results") or {}).get("cases") or {}).get(case) or {}).get("ours") or {}
+    try:
+        return {"p50_s": ours["alone"]["latency_s"]["p50"], "rps": ours["load"]["rps"]}
+    except (KeyError, TypeError):
+        return None
+
+
+def precision_verdict(steps: dict[str, Any], case: str) -> dict[str, Any]:
+    """float16 (the eager benchmark: ``auto`` on CUDA) against bfloat16 (the bf16 step) and compiled
+    against eager (the compile step, float16) on ``case``, beside the reference; ``auto_should_pick``:
+    the faster precision alone (p50), float16 when bfloat16 was not measured; ``compile_helps``: whether
+    the compiled server's p50 beat eager float16's (None when either is missing)."""
+    bench = ((steps.get("benchmark") or {}).get("results") or {}).get("cases") or {}
+    reference = (bench.get(case) or {}).get("reference") or {}
+    rows: dict[str, dict[str, Any] | None] = {
+        "reference": {"p50_s": (reference.get("request_s") or {}).get("p50"), "rps": reference.get("rps")}
+        if reference
+        else None,
+        "fp16 eager": _case_figures(steps.get("benchmark"), case),
+        "bf16 eager": _case_figures(steps.get("bf16"), case),
+        "fp16 compiled": _case_figures(steps.get("compile"), case),
+    }
+    fp16, bf16, compiled = rows["fp16 eager"], rows["bf16 eager"], rows["fp16 compiled"]
+    if fp16 is not None and bf16 is not None and bf16["p50_s"] < fp16["p50_s"]:
+        pick, why = "bf16", f"bfloat16 p50 {bf16['p50_s']:.3f} s < float16 {fp16['p50_s']:.3f} s"
+    elif fp16 is not None and bf16 is not None:
+        pick, why = "fp16", f"float16 p50 {fp16['p50_s']:.3f} s ≤ bfloat16 {bf16['p50_s']:.3f} s"
+    else:
+        pick, why = "fp16", "bfloat16 not measured: float16 stays (auto's choice on CUDA)"
+    helps = None if fp16 is None or compiled is None else compiled["p50_s"] < fp16["p50_s"]
+    return {"case": case, "rows": rows, "auto_should_pick": pick, "why": why, "compile_helps": helps}
+
+
 def environment() -> dict[str, Any]:
     import torch
 
@@ -371,7 +415,12 @@ def environment() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["device_name"] = torch.cuda.get_device_name(0)
         info["device_memory_bytes"] = torch.cuda.get_device_properties(0).total_memory
+        info["cuda_bf16"] = torch.cuda.get_device_capability(0)[0] >= 8  # Ampere and later
     return info
+
+
+def _fmt(value: Any, digits: int) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "n/a"
 
 
 def _gib(value: Any) -> str:
@@ -415,6 +464,26 @@ def markdown(report: dict[str, Any], bench_module: ModuleType | None) -> str:
             stages = bench_module.stage_table(cases, data)
             if stages:
                 lines += ["", "Where the time goes (p50 ms, requests alone):", "", stages]
+    verdict = report.get("precision")
+    if verdict:
+        lines += [
+            "",
+            f"## Precision and compilation ({verdict['case']})",
+            "",
+            "| run | p50 alone s | req/s under load |",
+            "|---|---|---|",
+        ]
+        for name, row in verdict["rows"].items():
+            if row is None:
+                lines.append(f"| {name} | not measured | |")
+            else:
+                lines.append(f"| {name} | {_fmt(row['p50_s'], 3)} | {_fmt(row['rps'], 2)} |")
+        helps = {None: "not measured", True: "yes", False: "no"}[verdict["compile_helps"]]
+        lines += [
+            "",
+            f"`auto` should pick **{verdict['auto_should_pick']}** here ({verdict['why']}); "
+            f"compilation helps: {helps}.",
+        ]
     compile_step = report["steps"].get("compile", {})
     lines += [
         "",
@@ -523,6 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "single_request": single_request(bench),
             "peak_memory": peak_memory(bench),
             "compile_ran": (steps.get("compile") or {}).get("status") not in (None, "skipped", "no time"),
+            "precision": precision_verdict(steps, plan.compile_case),
         }
         (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         (out / "report.md").write_text(markdown(report, bench_module))
@@ -557,6 +627,38 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tests_dir, out, "benchmark", bench_args, left - STOP_GRACE_S / 2, child_env
             )
             log(f"benchmark: {steps['benchmark']['status']}, cases {steps['benchmark']['cases_measured']}")
+
+        left = clock.left
+        if device != "cuda":
+            reason = "CUDA only: tests/benchmarks/bench_cpu.py compares the CPU's precisions"
+            steps["bf16"] = {"status": "skipped", "reason": reason}
+        elif not env_info.get("cuda_bf16"):
+            steps["bf16"] = {"status": "skipped", "reason": "this GPU has no bfloat16"}
+        elif left < BF16_MIN_S + COMPILE_MIN_S[device]:
+            steps["bf16"] = {"status": "skipped", "reason": f"needs {BF16_MIN_S:g} s of budget beside compile"}
+        else:
+            bf16_args = [
+                "--device",
+                device,
+                "--skip-reference",
+                "--cases",
+                plan.compile_case,
+                "--warmup",
+                "2",
+                "--alone",
+                "5",
+                "--concurrency",
+                "8",
+                "--load-seconds",
+                "10",
+                "--weights-dir",
+                str(weights_dir),
+                "--server-env",
+                "ENHANCE_PRECISION=bf16",
+                *server_env,
+            ]
+            steps["bf16"] = step_benchmark(tests_dir, out, "bf16", bf16_args, BF16_MIN_S, child_env)
+            log(f"bf16: {steps['bf16']['status']}")
 
         left = clock.left
         needed = COMPILE_MIN_S[device]

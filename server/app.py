@@ -107,6 +107,12 @@ class Metrics:
             ["mode", "network"],
             registry=self.registry,
         )
+        self.precision = Gauge(
+            "enhance_precision_info",
+            "1 for what the network computes in (ENHANCE_PRECISION) on which device, and why it was chosen",
+            ["precision", "device", "reason"],
+            registry=self.registry,
+        )
 
     def observe_batch(self, stats: BatchStats) -> None:
         """Called by the tile batcher's thread after each batch."""
@@ -124,6 +130,9 @@ class Metrics:
         if runtime is None:
             return
         self.mode.labels(mode=runtime.settings.mode, network=runtime.model.network.name).set(1)
+        model = runtime.model
+        labels = {"precision": model.dtype_name, "device": str(model.device), "reason": model.precision_reason}
+        self.precision.labels(**labels).set(1)
         if runtime.budget is not None:
             self.memory_budget.set(runtime.budget.total)
         if runtime.memory is not None:

@@ -27,10 +27,14 @@ from models.sr import (
     SRNetwork,
     TileBatcher,
     build_weightless_model,
+    choose_precision,
     choose_tile_size,
     compile_network,
+    configure_threads,
+    detect_capabilities,
     get_network,
-    load_sr_model,
+    load_sr_model_in,
+    requested_precision,
 )
 from server.settings import Settings
 
@@ -129,20 +133,39 @@ def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel
     when allowed and missing); test mode loads none and gives every content type the weightless
     stand-in (``TEST_NETWORK``), with a warning in the log."""
     if settings.mode == "test":
+        # The stand-in runs in float32, but a precision this device cannot run is still refused.
+        choose_precision(precision_request(settings), device, detect_capabilities(device))
         logger.warning(
             "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
             "(network 'none'), every other stage runs for real. Not for real enhancement."
         )
         model = build_weightless_model(get_network(TEST_NETWORK), device)
         return dict.fromkeys(CONTENT_NETWORKS, model)
+    requested = precision_request(settings)
     weights_dir = weights_dir_of(settings)
     networks = available_networks(weights_dir, settings.auto_pull_weights)
     models = {}
     for content, network in networks.items():
         state_dict = weights.load_state_dict(network.weights_name, weights_dir)
-        models[content] = load_sr_model(network, state_dict, device, half=settings.half_precision)
-        logger.info("loaded %s on %s (%s)", network.name, device, models[content].fast_dtype)
+        models[content] = load_sr_model_in(network, state_dict, device, requested)
+        logger.info(
+            "loaded %s on %s in %s: %s",
+            network.name,
+            device,
+            models[content].dtype_name,
+            models[content].precision_reason,
+        )
     return models
+
+
+def precision_request(settings: Settings) -> str:
+    """``ENHANCE_PRECISION`` with the deprecated ``ENHANCE_HALF_PRECISION`` folded in (warned about
+    when set); raises ``PrecisionError`` when the two contradict each other."""
+    half = settings.half_precision if "half_precision" in settings.model_fields_set else None
+    requested, warning = requested_precision(settings.precision, half)
+    if warning is not None:
+        logger.warning(warning)
+    return requested
 
 
 def load_face_models(settings: Settings, device: torch.device | None = None) -> FaceModels:
@@ -198,6 +221,8 @@ class ModelRuntime:
         the networks for their tile shapes (minutes on a cold cache; before the service is ready).
         ``faces``: the face models the identity stage uses (loaded with :func:`load_face_models`)."""
         device = resolve_device(settings.device)
+        threads, source = configure_threads()
+        logger.info("%d intra-op threads (%s)", threads, source)
         models = load_networks(settings, device)
         total = memory_budget_bytes(settings, device)
         if device.type == "cuda":

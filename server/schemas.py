@@ -51,6 +51,10 @@ class ReadinessResponse(BaseModel):
     mode: Literal["real", "test"] | None = Field(
         default=None, description="'test': the offline test mode, no network loaded (network 'none')."
     )
+    precision: str | None = Field(
+        default=None, description="What the network computes in: float32, bfloat16, float16 (ENHANCE_PRECISION)."
+    )
+    precision_reason: str | None = Field(default=None, description="Why that precision was chosen at start.")
     features: dict[str, FeatureStatus] | None = None
 
 

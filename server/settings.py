@@ -31,7 +31,16 @@ class Settings(BaseSettings):
     )
     auto_pull_weights: bool = Field(default=True, description="Pull missing weights on start.")
     device: str = Field(default="auto", description="'auto' (CUDA when available, else CPU), 'cpu', 'cuda:N'.")
-    half_precision: bool = Field(default=True, description="float16 on CUDA (NaN guard falls back to fp32).")
+    half_precision: bool = Field(
+        default=True,
+        description="Deprecated: true means ENHANCE_PRECISION=auto, false fp32 (a warning at start; "
+        "an error beside an ENHANCE_PRECISION that says the opposite).",
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        default="auto",
+        description="Network number format: 'auto' = bf16 on CPUs with native bfloat16 (avx512_bf16/amx_bf16), "
+        "fp16 on CUDA, else fp32. One the device cannot run natively is an error at start.",
+    )
     tile_size: int = Field(default=0, ge=0, description="Tile side in network input px; 0 = from free memory.")
     tile_overlap: int = Field(default=24, ge=0, le=128, description="Tile overlap in network input px.")
     tile_batch_size: int = Field(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from server.acceptance import classify_benchmark, read_junit, single_request
+from server.acceptance import classify_benchmark, markdown, precision_verdict, read_junit, single_request
 
 ROOT = Path(__file__).resolve().parent.parent
 BUDGET_S = 90
@@ -56,6 +56,7 @@ def test_acceptance_on_cpu_runs_every_step_and_fails_none(acceptance_run: tuple[
     # On a busy machine the budget may cut the benchmark short; it must never fail outright.
     assert steps["benchmark"]["status"] in {"passed", "partial", "stopped"}
     assert steps["compile"]["status"] == "skipped" and "budget" in steps["compile"]["reason"]
+    assert steps["bf16"]["status"] == "skipped" and "CUDA only" in steps["bf16"]["reason"]
     assert report["compile_ran"] is False
     assert (code == 0) == (report["result"] == "passed")
     markdown = (out / "report.md").read_text()
@@ -134,3 +135,46 @@ def test_benchmark_whose_server_never_got_ready_is_stopped_not_failed() -> None:
     assert result["status"] == "stopped"
     crashed = classify_benchmark({"exit_code": 1, "stopped_by_budget": False}, _bench_json(None, "ValueError: x"))
     assert crashed["status"] == "failed"
+
+
+def _step(p50: float, rps: float, reference: bool = False) -> dict[str, object]:
+    case: dict[str, object] = {"ours": {"alone": {"latency_s": {"p50": p50}}, "load": {"rps": rps}}}
+    if reference:
+        case["reference"] = {"request_s": {"p50": 9.0}, "rps": 0.11}
+    return {"results": {"cases": {"512:2k": case}}}
+
+
+def test_precision_verdict_picks_the_faster_precision_and_says_whether_compiling_helps() -> None:
+    steps = {"benchmark": _step(0.50, 9.0, reference=True), "bf16": _step(0.45, 9.5), "compile": _step(0.55, 8.0)}
+    verdict = precision_verdict(steps, "512:2k")
+    assert verdict["auto_should_pick"] == "bf16" and "0.450" in verdict["why"]
+    assert verdict["compile_helps"] is False
+    assert verdict["rows"]["reference"] == {"p50_s": 9.0, "rps": 0.11}
+    steps["bf16"] = _step(0.60, 8.0)
+    steps["compile"] = _step(0.40, 12.0)
+    verdict = precision_verdict(steps, "512:2k")
+    assert verdict["auto_should_pick"] == "fp16" and verdict["compile_helps"] is True
+
+
+def test_precision_verdict_without_bfloat16_keeps_float16_and_the_report_says_so() -> None:
+    steps = {"benchmark": _step(0.50, 9.0), "bf16": {"status": "skipped", "reason": "CUDA only"}}
+    verdict = precision_verdict(steps, "512:2k")
+    assert verdict["auto_should_pick"] == "fp16" and "not measured" in verdict["why"]
+    assert verdict["rows"]["bf16 eager"] is None and verdict["compile_helps"] is None
+    report = {
+        "command": "x",
+        "finished_at": "now",
+        "elapsed_s": 1,
+        "budget_s": 90,
+        "stopped_by_budget": False,
+        "device": "cuda",
+        "result": "passed",
+        "environment": {"torch": "2", "torch_cuda": "13", "python": "3.11"},
+        "steps": steps,
+        "compile_ran": False,
+        "single_request": None,
+        "peak_memory": {},
+        "precision": verdict,
+    }
+    text = markdown(report, None)
+    assert "| bf16 eager | not measured | |" in text and "`auto` should pick **fp16**" in text

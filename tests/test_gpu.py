@@ -7,13 +7,27 @@ Marked ``gpu``: skipped without a CUDA device.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import weights
 from models.pipeline import EnhanceOptions, enhance_image
-from models.sr import BatchStats, DirectRunner, MemoryBudget, SRModel, TileBatcher, choose_tile_size, upscale
+from models.sr import (
+    BatchStats,
+    DirectRunner,
+    MemoryBudget,
+    SRModel,
+    TileBatcher,
+    choose_precision,
+    choose_tile_size,
+    detect_capabilities,
+    get_network,
+    load_sr_model,
+    upscale,
+)
 from tests.conftest import to_float
 
 pytestmark = pytest.mark.gpu
@@ -26,6 +40,25 @@ def test_fp16_matches_fp32_on_a_real_photo(x4plus_cuda: SRModel, astronaut: np.n
         exact = x4plus_cuda.exact(image).clamp(0, 1)
     assert report.dtype == "float16"
     assert float((fast - exact).abs().mean()) < 2e-3
+
+
+def test_auto_is_float16_on_cuda_and_bfloat16_runs_where_the_gpu_has_it(
+    weights_dir: Path, astronaut: np.ndarray
+) -> None:
+    device = torch.device("cuda")
+    capabilities = detect_capabilities(device)
+    assert choose_precision("auto", device, capabilities).name == "fp16"
+    if not capabilities.bf16:
+        pytest.skip(f"{capabilities.name} has no bfloat16")
+    network = get_network("x4plus")
+    state = weights.load_state_dict(network.weights_name, weights_dir)
+    model = load_sr_model(network, state, device, precision=choose_precision("bf16", device, capabilities))
+    image = torch.from_numpy(to_float(astronaut[100:356, 100:356])).permute(2, 0, 1)[None].cuda()
+    fast, report = upscale(model, image, tile=256)
+    with torch.inference_mode():
+        exact = model.exact(image).clamp(0, 1)
+    assert report.dtype == "bfloat16" and report.nan_fallbacks == 0
+    assert float(10 * torch.log10(1 / ((fast - exact) ** 2).mean())) >= 45.0
 
 
 def test_tile_size_comes_from_free_memory(x4plus_cuda: SRModel) -> None:

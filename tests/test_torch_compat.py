@@ -102,6 +102,12 @@ TORCH_API_SINCE: dict[str, tuple[int, int]] = {
     "torch.sort": (1, 0),
     "torch.topk": (1, 0),
     "torch.zeros_like": (1, 0),
+    # The precision per device and inductor on the CPU (issue 19).
+    "torch.cuda.current_device": (1, 0),
+    "torch.cuda.get_device_capability": (1, 0),
+    "torch.backends.mkldnn.is_available": (1, 0),
+    "torch._inductor.config": (2, 0),
+    "torch._inductor.config.freezing": (2, 0),  # inductor's weight freezing, from the first torch.compile release
 }
 NAME = re.compile(r"\b(torch(?:\.[A-Za-z_][A-Za-z0-9_]*)+|F\.[a-z_][a-z0-9_]*)")
 

@@ -75,7 +75,7 @@ class CancelToken:
 @dataclass(frozen=True)
 class TileOutputs:
     """What a runner returns: one float32 ``(3, h*scale, w*scale)`` output in [0, 1] per tile, on
-    the model's device, and how many batches and fp16 → fp32 re-runs it took."""
+    the model's device, and how many batches and reduced-precision → float32 re-runs it took."""
 
     outputs: list[torch.Tensor]
     batches: int
@@ -149,8 +149,8 @@ def guard_non_finite(
     outputs: list[torch.Tensor],
     rerun_exact: Callable[[list[torch.Tensor]], list[torch.Tensor]],
 ) -> int:
-    """The NaN guard: re-run in float32 (``rerun_exact``) the tiles whose fast (fp16) output is not
-    finite, replacing their outputs in place. Returns how many were re-run."""
+    """The NaN guard: re-run in float32 (``rerun_exact``) the tiles whose fast (float16, bfloat16 or
+    int8) output is not finite, replacing their outputs in place. Returns how many were re-run."""
     if model.exact is model.fast:
         return 0
     bad = _non_finite(outputs)
@@ -159,7 +159,7 @@ def guard_non_finite(
     fixed = rerun_exact([tiles[i] for i in bad])
     for i, out in zip(bad, fixed, strict=True):
         outputs[i] = out
-    logger.warning("fp16 overflow in %d tile(s); re-ran them in float32", len(bad))
+    logger.warning("%s overflow in %d tile(s); re-ran them in float32", model.dtype_name, len(bad))
     return len(bad)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import cast
 
 import torch
+import torch._inductor.config
 
 from models.sr._batching import run_batch
 from models.sr._network import CompiledNetwork, SRModel
@@ -86,6 +87,10 @@ def compile_network(
     dynamo_config = torch._dynamo.config
     limit_name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
     setattr(dynamo_config, limit_name, max(getattr(dynamo_config, limit_name), graphs + 8))
+    if model.device.type == "cpu":
+        # On the CPU inductor's convolutions need the weights frozen as constants (prepacked for oneDNN);
+        # without it the compiled network is no faster than eager (docs/cpu.md).
+        torch._inductor.config.freezing = True
     torch.compiler.set_stance("default")
     module = cast(torch.nn.Module, torch.compile(model.fast, mode=mode, dynamic=False, fullgraph=True, backend=backend))
     compiled = dataclasses.replace(model, compiled=CompiledNetwork(module=module, batches=batches))

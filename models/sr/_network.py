@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from spandrel import ImageModelDescriptor, ModelLoader
 
+from models.sr._precision import PrecisionChoice, PrecisionError
 from models.sr._weightless import BicubicUnsharp
 
 logger = logging.getLogger(__name__)
@@ -111,9 +112,11 @@ class CompiledNetwork:
 class SRModel:
     """A loaded network on one device. Holds weights only; every call's state lives in the call.
 
-    ``fast`` runs in ``fast_dtype`` (float16 on CUDA, float32 on CPU); ``exact`` is the float32 copy
-    used when the fast path produces non-finite values (the NaN guard). On CPU both are the same
-    module. ``compiled``, when set, is the fast module compiled for a few fixed tile shapes.
+    ``fast`` runs in ``fast_dtype`` (the chosen precision: bfloat16 or float16 copies of the weights,
+    or float32); ``exact`` is the float32 copy used when the fast path produces non-finite values (the
+    NaN guard). In float32 both are the same module. ``precision`` names what ``fast`` runs in (fp32,
+    bf16, fp16 or int8: int8 convolutions between float32 activations) and ``precision_reason`` why.
+    ``compiled``, when set, is the fast module compiled for a few fixed tile shapes.
     """
 
     network: SRNetwork
@@ -124,10 +127,25 @@ class SRModel:
     channels_last: bool
     size_multiple: int = field(default=1)
     compiled: CompiledNetwork | None = None
+    precision: str = field(default="")
+    precision_reason: str = field(default="")
 
     @property
     def scale(self) -> int:
         return self.network.scale
+
+    @property
+    def dtype_name(self) -> str:
+        """What the fast path computes in, as reports show it: float32, bfloat16, float16 or int8."""
+        if self.precision == "int8":
+            return "int8"
+        return str(self.fast_dtype).removeprefix("torch.")
+
+
+def _legacy_choice(device: torch.device, half: bool, supports_half: bool) -> PrecisionChoice:
+    if half and device.type == "cuda" and supports_half:
+        return PrecisionChoice("fp16", torch.float16, "fp16", "half=True on CUDA")
+    return PrecisionChoice("fp32", torch.float32, "fp32", "float32")
 
 
 def load_sr_model(
@@ -136,12 +154,17 @@ def load_sr_model(
     device: torch.device,
     *,
     half: bool = True,
+    precision: PrecisionChoice | None = None,
+    channels_last: bool | None = None,
 ) -> SRModel:
     """Build ``network`` from ``state_dict`` with spandrel and move it to ``device``.
 
-    On CUDA with ``half`` the fast copy runs in float16 (channels_last); on CPU everything is
-    float32. Raises ``ValueError`` when the state dict is not the expected architecture or scale.
-    """
+    ``precision`` (from :func:`choose_precision`) sets what the fast copy runs in; without it, as
+    before: float16 on CUDA with ``half``, float32 elsewhere. ``channels_last`` (default: on, CPU and
+    CUDA alike: oneDNN's and cuDNN's fast layout) is the fast copy's memory layout. An int8 precision
+    is built by :func:`models.sr.quantize_int8` from this model's float32 copy, not here. Raises
+    ``ValueError`` when the state dict is not the expected architecture or scale, and
+    ``PrecisionError`` for int8 here."""
     descriptor = ModelLoader().load_from_state_dict(state_dict)
     if not isinstance(descriptor, ImageModelDescriptor):
         raise ValueError(f"{network.weights_name} is not an image-to-image model")
@@ -150,17 +173,19 @@ def load_sr_model(
             f"{network.weights_name}: expected a 3-channel x{network.scale} model, got "
             f"{descriptor.input_channels}-channel x{descriptor.scale} ({descriptor.architecture.name})"
         )
+    choice = precision or _legacy_choice(device, half, descriptor.supports_half)
+    if choice.name == "int8":
+        raise PrecisionError("int8 models are built by quantize_int8 from a float32 model")
     requirements = descriptor.size_requirements
     multiple = max(1, requirements.multiple_of) if requirements is not None else 1
     exact = descriptor.model.eval().to(device=device, dtype=torch.float32)
-    use_half = half and device.type == "cuda" and descriptor.supports_half
-    channels_last = device.type == "cuda"
-    if use_half:
+    layout = True if channels_last is None else channels_last
+    if choice.dtype != torch.float32:
         fast = ModelLoader().load_from_state_dict(state_dict).model.eval()
-        fast = fast.to(device=device, dtype=torch.float16)
+        fast = fast.to(device=device, dtype=choice.dtype)
     else:
         fast = exact
-    if channels_last:
+    if layout:
         fast = fast.to(memory_format=torch.channels_last)
     for module in {id(fast): fast, id(exact): exact}.values():
         for parameter in module.parameters():
@@ -168,12 +193,20 @@ def load_sr_model(
     return SRModel(
         network=network,
         device=device,
-        fast_dtype=torch.float16 if use_half else torch.float32,
+        fast_dtype=choice.dtype,
         fast=fast,
         exact=exact,
-        channels_last=channels_last,
+        channels_last=layout,
         size_multiple=multiple,
+        precision=choice.name,
+        precision_reason=choice.reason,
     )
+
+
+def network_supports(state_dict: dict[str, torch.Tensor]) -> tuple[bool, bool]:
+    """Whether the network in ``state_dict`` runs correctly in (float16, bfloat16), as spandrel knows."""
+    descriptor = ModelLoader().load_from_state_dict(state_dict)
+    return bool(descriptor.supports_half), bool(descriptor.supports_bfloat16)
 
 
 def build_weightless_model(network: SRNetwork, device: torch.device) -> SRModel:
@@ -189,4 +222,6 @@ def build_weightless_model(network: SRNetwork, device: torch.device) -> SRModel:
         fast=module,
         exact=module,
         channels_last=False,
+        precision="fp32",
+        precision_reason="the weightless stand-in runs in float32",
     )

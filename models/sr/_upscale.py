@@ -129,7 +129,7 @@ def upscale(
         batches=batches,
         oom_retries=retries,
         nan_fallbacks=nan_fallbacks,
-        dtype=str(model.fast_dtype).removeprefix("torch."),
+        dtype=model.dtype_name,
         seconds=time.perf_counter() - started,
     )
     return result, report

@@ -37,6 +37,8 @@ async def readyz(request: Request) -> Response:
         device=str(runtime.device),
         network=runtime.model.network.name,
         mode=runtime.settings.mode,
+        precision=runtime.model.dtype_name,
+        precision_reason=runtime.model.precision_reason,
         features=features or None,
     )
     return JSONResponse(body.model_dump())
