@@ -45,6 +45,7 @@ class LocalPipeline:
             prompt=prompt,
             output_format=fmt,
             default_format=self.settings.default_format_on(today or dt.date.today()),
+            mode=self.settings.mode,
         )
         return self.runtime.run(request).outputs
 

@@ -15,25 +15,29 @@ from pathlib import Path
 import torch
 
 import weights
-from models.errors import ModelOutOfMemoryError
-from models.faces import FaceModelFiles, FaceModels, IdentityPolicy
-from models.pipeline import EnhanceOptions, EnhancePipeline, PipelineOutcome, PipelineRequest, enhance_request
-from models.sr import (
-    TEST_NETWORK,
+from models.pipeline import (
     BatchStats,
     CancelToken,
+    EnhanceOptions,
+    EnhancePipeline,
+    FaceModels,
+    IdentityPolicy,
     MemoryBudget,
+    ModelOutOfMemoryError,
+    NetworkWeights,
+    PipelineOutcome,
+    PipelineRequest,
     SRModel,
     SRNetwork,
     TileBatcher,
-    build_weightless_model,
     choose_precision,
     choose_tile_size,
     compile_network,
     configure_threads,
     detect_capabilities,
+    enhance_request,
     get_network,
-    load_sr_model_in,
+    load_pipeline,
     requested_precision,
 )
 from server.settings import Settings
@@ -139,15 +143,15 @@ def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel
             "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
             "(network 'none'), every other stage runs for real. Not for real enhancement."
         )
-        model = build_weightless_model(get_network(TEST_NETWORK), device)
-        return dict.fromkeys(CONTENT_NETWORKS, model)
+        return load_pipeline(device, stand_in=list(CONTENT_NETWORKS)).networks
     requested = precision_request(settings)
     weights_dir = weights_dir_of(settings)
     networks = available_networks(weights_dir, settings.auto_pull_weights)
     models = {}
     for content, network in networks.items():
         state_dict = weights.load_state_dict(network.weights_name, weights_dir)
-        models[content] = load_sr_model_in(network, state_dict, device, requested)
+        weights_of = {content: NetworkWeights(network.name, state_dict)}
+        models[content] = load_pipeline(device, networks=weights_of, precision=requested).networks[content]
         logger.info(
             "loaded %s on %s in %s: %s",
             network.name,
@@ -181,7 +185,9 @@ def load_face_models(settings: Settings, device: torch.device | None = None) -> 
             logger.info("face model files missing or invalid in %s: pulling them now", directory)
             weights.pull_model_files(directory, names)
     paths: dict[str, Path] = {role: weights.model_file_path(name, directory) for role, name in FACE_FILES.items()}
-    return FaceModels(FaceModelFiles(**paths), device=device or resolve_device(settings.device))
+    faces = load_pipeline(device or resolve_device(settings.device), face_files=paths).faces
+    assert faces is not None  # face files were given
+    return faces
 
 
 def identity_policy_of(settings: Settings) -> IdentityPolicy:
@@ -313,9 +319,7 @@ class ModelRuntime:
         of device memory outside the network (which retries with smaller tiles itself) raises
         ``ModelOutOfMemoryError`` (503 with ``Retry-After``)."""
         try:
-            outcome = enhance_request(request, self.pipeline, cancel)
-            outcome.explanation.mode = self.settings.mode
-            return outcome
+            return enhance_request(request, self.pipeline, cancel)
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from models.faces import FaceDetector, FaceModelFiles, FaceModels
-from models.sr import TEST_NETWORK, SRModel, build_weightless_model, get_network, load_sr_model
+from models.sr import TEST_NETWORK, SRModel, build_weightless_model, get_network, load_sr_model, load_sr_model_in
 
 # The name of the face detector's file in the weights manifest (the default detector's, below).
 FACE_DETECTOR_FILE = "dlib-mmod-face-detector"
@@ -43,21 +43,28 @@ def load_pipeline(
     networks: Mapping[str, NetworkWeights] | None = None,
     stand_in: Sequence[str] = (),
     face_files: Mapping[str, Path] | None = None,
+    precision: str | None = None,
     **network_options: Any,
 ) -> PipelineModels:
     """Load the models a request runs through onto ``device``.
 
-    ``networks``: content → the network's weights, each built with ``models.sr.load_sr_model``
-    (``network_options`` are passed on to it: precision and memory layout); ``stand_in``: contents that
+    ``networks``: content → the network's weights, each built in ``precision`` (``ENHANCE_PRECISION``:
+    "auto", "fp32", "bf16", "fp16", "int8", resolved for the device by ``models.sr.load_sr_model_in``),
+    or without one by ``models.sr.load_sr_model`` with ``network_options``; ``stand_in``: contents that
     get the weightless test stand-in (``TEST_NETWORK``: the service's test mode), one model shared by
     them; ``face_files``: the face models' files by role (``embedder``, ``landmarks``, ``detector``).
 
-    Raises ``UnknownNetworkError`` for a name not in the registry, the loaders' errors for weights that
-    do not fit, and ``ImportError`` when a library the face models need is not installed."""
+    Raises ``UnknownNetworkError`` for a name not in the registry, ``PrecisionError`` for a precision
+    the device or network cannot run, the loaders' errors for weights that do not fit, and
+    ``ImportError`` when a library the face models need is not installed."""
     target = torch.device(device)
     loaded: dict[str, SRModel] = {}
     for content, weights in (networks or {}).items():
-        loaded[content] = load_sr_model(get_network(weights.name), weights.state_dict, target, **network_options)
+        network = get_network(weights.name)
+        if precision is not None:
+            loaded[content] = load_sr_model_in(network, weights.state_dict, target, precision)
+        else:
+            loaded[content] = load_sr_model(network, weights.state_dict, target, **network_options)
     if stand_in:
         model = build_weightless_model(get_network(TEST_NETWORK), target)
         loaded |= dict.fromkeys(stand_in, model)
