@@ -6,6 +6,7 @@ tests/test_faults_*.py (marker ``faults``)."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sqlite3
 import time
@@ -21,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from server.errors import install_error_handlers
 from server.middleware import RequestContextMiddleware
 from server.storage.objects import LocalObjectStore, PatientObjectStore
-from server.storage.outages import outage_kind, retry_blocking
+from server.storage.outages import log_failure, outage_kind, retry_blocking
 
 
 def _sqlite_error(tmp_path: Path, statement: str) -> OperationalError:
@@ -139,3 +140,22 @@ def test_patience_retries_an_outage_until_it_ends_and_not_a_bug(tmp_path: Path) 
     store = PatientObjectStore(LocalObjectStore(tmp_path), patience_s=0.0)
     with pytest.raises(ValueError):
         store.put("../escape", b"x")  # a refused key is no outage: at once
+
+
+def test_a_background_loop_logs_an_outage_in_one_line_and_a_bug_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("tests.faults.loop")
+    with caplog.at_level(logging.INFO, logger="tests.faults.loop"):
+        try:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        except EndpointConnectionError:
+            log_failure(log, "claiming a job failed")
+        try:
+            raise KeyError("ours")
+        except KeyError:
+            log_failure(log, "claiming a job failed")
+    outage, bug = caplog.records
+    assert outage.levelno == logging.WARNING and outage.exc_info is None
+    assert "store unavailable" in outage.getMessage()
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None

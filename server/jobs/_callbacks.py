@@ -38,7 +38,7 @@ from server.jobs._documents import job_document_bytes
 from server.outbound import OutboundRefusedError, VettedAsyncBackend, refused_address_reason, resolve_host
 from server.settings import Settings
 from server.storage.jobs import CallbackRecord, JobFiles, JobStore
-from server.storage.outages import retry_async
+from server.storage.outages import log_failure, retry_async
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class CallbackDispatcher:
                 try:
                     timeout = await self._dispatch_due()
                 except Exception:
-                    logger.exception("looking for due callbacks failed; trying again shortly")
+                    log_failure(logger, "looking for due callbacks failed; trying again shortly")
                     timeout = _IDLE_RECHECK_S
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -215,7 +215,7 @@ class CallbackDispatcher:
         try:
             await self._deliver_once(record)
         except Exception:
-            logger.exception("job %s: callback delivery failed before it was recorded", record.job_id)
+            log_failure(logger, "job %s: callback delivery failed before it was recorded", record.job_id)
             await asyncio.sleep(_IDLE_RECHECK_S)  # keeps the job in flight meanwhile: no hot loop
 
     async def _deliver_once(self, record: CallbackRecord) -> None:

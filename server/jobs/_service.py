@@ -49,7 +49,7 @@ from server.storage import Account, LocalFileStore
 from server.storage.jobs import JobFiles, JobRecord, JobStore, NewJob, new_job_id
 from server.storage.leases import process_owner_id
 from server.storage.objects import PatientObjectStore
-from server.storage.outages import outage_kind, retry_async
+from server.storage.outages import log_failure, outage_kind, retry_async
 from server.stored_text import storable
 from server.worker import EnhanceWorker
 
@@ -281,7 +281,7 @@ class JobService:
                     lambda: self.store.claim_next(self.owner, self._clock(), settings.job_lease_s)
                 )
             except Exception:
-                logger.exception("claiming a job failed; trying again shortly")
+                log_failure(logger, "claiming a job failed; trying again shortly")
                 job = None
             if job is None:
                 with contextlib.suppress(TimeoutError):
@@ -294,7 +294,7 @@ class JobService:
             except Exception:
                 # Only storage failures get here (the job's own failures end the job); the job stays
                 # RUNNING under this process's lease, which runs out, and any process runs it again.
-                logger.exception("job %s: could not be run", job.id)
+                log_failure(logger, "job %s: could not be run", job.id)
             finally:
                 self._held.discard(job.id)
                 self._busy.discard(runner)
@@ -317,7 +317,7 @@ class JobService:
                         )
                 self._pending = await anyio.to_thread.run_sync(self.store.count_unfinished)
             except Exception:
-                logger.exception("renewing job leases failed; trying again")
+                log_failure(logger, "renewing job leases failed; trying again")
 
     async def _run_job(self, job: JobRecord) -> None:
         if job.attempts > self._settings.job_max_attempts:
@@ -424,5 +424,5 @@ class JobService:
                 if removed:
                     logger.info("removed %d expired jobs", removed)
             except Exception:
-                logger.exception("sweeping expired jobs failed")
+                log_failure(logger, "sweeping expired jobs failed")
             await asyncio.sleep(self._settings.cleanup_interval_s)

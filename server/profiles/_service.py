@@ -46,7 +46,7 @@ from server.profiles._schemas import AddProfileRequest
 from server.settings import Settings
 from server.storage import Account
 from server.storage.leases import process_owner_id
-from server.storage.outages import outage_kind, retry_async
+from server.storage.outages import log_failure, outage_kind, retry_async
 from server.storage.profiles import ProfileRecord, ProfileStatus, ProfileStore
 from server.stored_text import storable
 from server.worker import EnhanceWorker
@@ -182,7 +182,7 @@ class ProfileService:
                         lambda: self.store.claim_next(self.owner, self._clock(), settings.job_lease_s)
                     )
                 except Exception:
-                    logger.exception("claiming a profile build failed; trying again shortly")
+                    log_failure(logger, "claiming a profile build failed; trying again shortly")
                     record = None
                 if record is None:
                     self._validating.release()
@@ -208,7 +208,7 @@ class ProfileService:
                 held = list(self._held)
                 await anyio.to_thread.run_sync(self.store.renew_leases, self.owner, held, self._clock(), lease_s)
             except Exception:
-                logger.exception("renewing profile leases failed; trying again")
+                log_failure(logger, "renewing profile leases failed; trying again")
 
     async def _build_one(self, record: ProfileRecord) -> None:
         slot_held = True

@@ -145,3 +145,16 @@ async def retry_async(
                 logger.warning("%s: %s unavailable (%s); retrying for up to %g s", what, kind, error, patience_s)
             await asyncio.sleep(_pause(attempt))
             attempt += 1
+
+
+def log_failure(log: logging.Logger, message: str, *args: object) -> None:
+    """Log the exception being handled: one warning line for an outage (a background loop meets it at every
+    turn while the dependency is down), the whole traceback for anything else."""
+    import sys
+
+    error = sys.exc_info()[1]
+    kind = outage_kind(error) if error is not None else None
+    if kind is None:
+        log.exception(message, *args)
+    else:
+        log.warning(message + " (%s unavailable: %s)", *args, kind, error)
