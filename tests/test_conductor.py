@@ -197,6 +197,10 @@ def test_check_source_refuses_what_the_decode_stage_refuses(coffee: np.ndarray) 
     whole = _file(coffee)
     with pytest.raises(InvalidImageError):
         check_source(whole[: len(whole) * 2 // 3], EnhanceOptions())  # truncated pixel data
+    png = _file(coffee, "PNG")
+    assert check_source(png, EnhanceOptions()).source_format == "png"
+    with pytest.raises(InvalidImageError):
+        check_source(png[: len(png) * 2 // 3], EnhanceOptions())  # a PNG is checked at its own size
     with pytest.raises(InvalidImageError):
         check_source(b"<html>not an image</html>", EnhanceOptions())
     with pytest.raises(InvalidImageError):

@@ -5,6 +5,7 @@ Public face (everything else lives in private modules):
 
 * :func:`decode_image` → :class:`DecodedImage` — sniff, decode, orient, colour-manage, cap the size.
 * :func:`encode_image`, :func:`flatten_alpha` — PNG/JPEG output with the sRGB ICC profile embedded.
+* :func:`sniff_format` — the format named by the leading bytes (the decoder's first step).
 
 Decisions (exercised by ``tests/test_imageio_*.py``):
 
@@ -65,6 +66,7 @@ Encoding
 
 from models.imageio._decode import DecodedImage, decode_image, high_bit_depth_available
 from models.imageio._encode import encode_image, flatten_alpha
+from models.imageio._sniff import sniff_format
 
 __all__ = [
     "DecodedImage",
@@ -72,4 +74,5 @@ __all__ = [
     "encode_image",
     "flatten_alpha",
     "high_bit_depth_available",
+    "sniff_format",
 ]

@@ -26,7 +26,7 @@ from models.faces import (
     identify_outputs,
     to_uint8,
 )
-from models.imageio import DecodedImage, decode_image, encode_image, flatten_alpha
+from models.imageio import DecodedImage, decode_image, encode_image, flatten_alpha, sniff_format
 from models.pipeline._explain import Explanation, RenderTimings, Timings, VariationReport
 from models.pipeline._load import default_face_detector
 from models.pipeline._policy import EnhancePlan, infer_parameters
@@ -167,9 +167,11 @@ def enhance_request(
     return PipelineOutcome(files, fmt, identified.counts, explanation)
 
 
-# The long side a source is decoded to when only checked (:func:`check_source`): small, so that a JPEG
-# is decoded at reduced scale by libjpeg's DCT scaling, yet every byte of its data is still read.
-CHECK_SIDE = 512
+# The long side a JPEG is decoded to when only checked (:func:`check_source`): small, so that libjpeg's
+# DCT scaling decodes it at 1/8 scale (every byte of its data is still read) and the resize after it
+# is cheap. Other formats have no reduced decode: they are checked at their own size (no resize).
+CHECK_SIDE = 128
+_NO_RESIZE = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -183,14 +185,16 @@ class SourceCheck:
 def check_source(source: bytes, options: EnhanceOptions) -> SourceCheck:
     """A cheap check that ``source`` is an image the decode stage accepts under ``options`` (format,
     header, pixel count, every byte of pixel data), without analysing or keeping it: what job
-    submission runs before it accepts a job. Decoded at most :data:`CHECK_SIDE` px on its long side
-    (the decode stage's errors do not depend on the size it scales to).
+    submission runs before it accepts a job. A JPEG is decoded to :data:`CHECK_SIDE` px on its long
+    side, other formats at their own size: no resize (the decode stage's errors do not depend on the
+    size it scales to). ``tests/benchmarks/bench_source_check.py`` measures it against the full decode.
 
     Raises:
         InvalidImageError: not an image, empty, truncated, corrupt, or over ``options.max_input_pixels``.
         UnsupportedFormatError: an image in a format or pixel mode that is not decoded here.
     """
-    decoded = decode_image(source, max_side=CHECK_SIDE, max_pixels=options.max_input_pixels)
+    side = CHECK_SIDE if sniff_format(source) == "jpeg" else _NO_RESIZE
+    decoded = decode_image(source, max_side=side, max_pixels=options.max_input_pixels)
     return SourceCheck(source_format=decoded.source_format, original_size=decoded.original_size)
 
 
