@@ -86,13 +86,12 @@ def _draining_server(app: Any, config: Any) -> Any:
     for the other processes instead of being started here and cut short."""
     import uvicorn
 
+    from server.app import services_of
+
     class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
             super().handle_exit(sig, frame)
-            for name in ("jobs", "profiles"):
-                service = getattr(app.state, name, None)
-                if service is not None:
-                    service.drain()
+            services_of(app).drain()
 
     return DrainingServer(config)
 

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageCms
 
 from server import Settings, create_app
+from server.services import services_of
 from tests.conftest import decode_b64, encode_b64
 
 KEY_A = "test-key-account-a"
@@ -106,11 +107,11 @@ def test_num_output_images_gives_distinct_deterministic_variations(client: TestC
 def test_default_output_format_follows_the_hosted_schedule(
     client: TestClient, photo_b64: str, today: dt.date, expected: str
 ) -> None:
-    client.app.state.today = lambda: today  # type: ignore[attr-defined]
+    services_of(client.app).today = lambda: today
     try:
         response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
     finally:
-        client.app.state.today = lambda: dt.date.today()  # type: ignore[attr-defined]
+        services_of(client.app).today = lambda: dt.date.today()
     assert decode_b64(response.json()["images"][0]).format == expected
 
 
@@ -304,7 +305,7 @@ def test_unexpected_failure_is_a_generic_500(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(client.app.state.runtime, "run", explode)  # type: ignore[attr-defined]
+    monkeypatch.setattr(services_of(client.app).runtime, "run", explode)
     response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
     assert response.status_code == 500
     body = response.json()
@@ -321,7 +322,7 @@ def test_out_of_memory_after_retries_is_503_with_retry_after(
     def oom(*_args: object, **_kwargs: object) -> None:
         raise ModelOutOfMemoryError("out of GPU memory even with 64px tiles; try again later")
 
-    monkeypatch.setattr(client.app.state.runtime, "run", oom)  # type: ignore[attr-defined]
+    monkeypatch.setattr(services_of(client.app).runtime, "run", oom)
     response = client.post("/v1/phota/enhance", headers=HEADERS, json={"image": photo_b64})
     assert response.status_code == 503
     assert response.json()["code"] == "SERVICE_UNAVAILABLE"
@@ -380,7 +381,7 @@ def test_full_queue_is_503_with_retry_after_while_admitted_requests_finish(
 ) -> None:
     settings = make_settings(tmp_path, weights_dir, max_concurrent_jobs=1, max_queued_jobs=0, retry_after_s=7)
     with TestClient(create_app(settings), raise_server_exceptions=False) as own:
-        engine = own.app.state.runtime  # type: ignore[attr-defined]
+        engine = services_of(own.app).runtime
         real, started, release = engine.run, threading.Event(), threading.Event()
 
         def gated(*args: object, **kwargs: object) -> object:

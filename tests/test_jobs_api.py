@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from models.errors import ModelOutOfMemoryError
 from server import create_app
+from server.services import services_of
 from server.storage.jobs import JobRow
 from tests.conftest import decode_b64, encode_b64
 from tests.jobs_helpers import HEADERS_A, HEADERS_B, job_settings, poll_job, wait_until
@@ -61,7 +62,7 @@ class GatedEnhance:
 
 
 def gate_engine(client: TestClient, monkeypatch: pytest.MonkeyPatch, error: Exception | None = None) -> GatedEnhance:
-    engine = client.app.state.runtime  # type: ignore[attr-defined]
+    engine = services_of(client.app).runtime
     gate = GatedEnhance(engine.run, error)
     monkeypatch.setattr(engine, "run", gate)
     return gate
@@ -74,7 +75,7 @@ def submit(client: TestClient, payload: dict[str, Any], headers: dict[str, str] 
 
 
 def job_rows(client: TestClient) -> list[JobRow]:
-    with Session(client.app.state.jobs.store._engine) as session:  # type: ignore[attr-defined]
+    with Session(services_of(client.app).jobs.store._engine) as session:
         return list(session.scalars(select(JobRow)))
 
 
@@ -116,7 +117,7 @@ def test_async_submit_answers_202_then_the_job_runs_to_a_downloadable_result(
         assert download.status_code == 200
         assert Image.open(io.BytesIO(download.content)).size == (120, 80)
     assert gate.calls == 1
-    jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    jobs = services_of(client.app).jobs
     assert accepted["job_id"] not in jobs.files.job_ids_on_disk()  # input dropped; urls results live in files/
 
 
@@ -182,10 +183,10 @@ def test_concurrent_submits_with_one_client_request_id_make_one_job(client: Test
     time.sleep(0.3)  # a duplicate, had one been queued, would run now
     rows = [row for row in job_rows(client) if row.client_request_key is not None and row.id == job_id]
     assert len(rows) == 1 and rows[0].attempts == 1
-    with Session(client.app.state.jobs.store._engine) as session:  # type: ignore[attr-defined]
+    with Session(services_of(client.app).jobs.store._engine) as session:
         same_key = session.scalar(select(func.count()).where(JobRow.client_request_key == rows[0].client_request_key))
     assert same_key == 1
-    job_dirs = set(client.app.state.jobs.files.job_ids_on_disk())  # type: ignore[attr-defined]
+    job_dirs = set(services_of(client.app).jobs.files.job_ids_on_disk())
     assert job_dirs <= {row.id for row in job_rows(client)}  # losers' stored sources were removed
 
 
@@ -269,7 +270,7 @@ def test_full_job_queue_answers_503_with_retry_after(
         )
         gate.release.set()
         poll_job(own, first["job_id"], HEADERS_A)
-        wait_until(lambda: own.app.state.jobs.pending == 0)  # type: ignore[attr-defined]
+        wait_until(lambda: services_of(own.app).jobs.pending == 0)
         after = own.post("/v1/phota/enhance", headers=HEADERS_A, json={"image": photo_b64, "async": True})
     assert full.status_code == 503
     assert full.json()["code"] == "SERVICE_UNAVAILABLE"
@@ -282,7 +283,7 @@ def test_synchronous_request_past_the_time_limit_is_504_timeout(
     tmp_path: Path, weights_dir: Path, photo_b64: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with TestClient(create_app(job_settings(tmp_path, weights_dir, sync_timeout_s=0.3))) as own:
-        engine = own.app.state.runtime  # type: ignore[attr-defined]
+        engine = services_of(own.app).runtime
         real = engine.run
 
         def slow(*args: Any, **kwargs: Any) -> Any:
@@ -300,14 +301,14 @@ def test_synchronous_request_past_the_time_limit_is_504_timeout(
 
 
 def test_finished_job_and_its_files_expire_after_the_url_lifetime(client: TestClient, photo_b64: str) -> None:
-    jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    jobs = services_of(client.app).jobs
     accepted = submit(client, {"image": photo_b64, "client_request_id": "expiring"})
     document = poll_job(client, accepted["job_id"], HEADERS_A)
     job_dir = jobs.files.prefix(accepted["job_id"])
     assert jobs.files.objects.get(job_dir + "images.json") is not None
     assert jobs.files.objects.get(job_dir + "source") is None  # the input is dropped once the job has ended
     completed = dt.datetime.fromisoformat(document["completed_at"])
-    ttl = dt.timedelta(seconds=client.app.state.settings.url_ttl_s)  # type: ignore[attr-defined]
+    ttl = dt.timedelta(seconds=services_of(client.app).settings.url_ttl_s)
     jobs.sweep(completed + ttl - dt.timedelta(seconds=1))
     assert client.get(accepted["poll_url"], headers=HEADERS_A).status_code == 200
     assert jobs.sweep(completed + ttl) >= 1

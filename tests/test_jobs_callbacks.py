@@ -18,6 +18,7 @@ from server import create_app
 from server.jobs import sign_body
 from server.jobs._callbacks import CallbackDispatcher, post_callback
 from server.outbound import OutboundRefusedError
+from server.services import services_of
 from tests.conftest import encode_b64
 from tests.jobs_helpers import (
     HEADERS_A,
@@ -83,7 +84,7 @@ def test_failed_job_is_called_back_with_its_error(
         def broken(*_args: object, **_kwargs: object) -> None:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(client.app.state.runtime, "run", broken)  # type: ignore[attr-defined]
+        monkeypatch.setattr(services_of(client.app).runtime, "run", broken)
         job_id = submit_with_callback(client, photo_b64, receiver.url)
         wait_until(lambda: receiver.for_job(job_id))
     body = json.loads(receiver.for_job(job_id)[0].body)
@@ -101,7 +102,7 @@ def test_failed_deliveries_are_retried_with_backoff_and_the_same_signed_body(
         with TestClient(create_app(settings)) as client:
             secret = client.get("/v1/phota/webhook-secret", headers=HEADERS_A).json()["webhook_secret"]
             job_id = submit_with_callback(client, photo_b64, receiver.url)
-            store = client.app.state.jobs.store  # type: ignore[attr-defined]
+            store = services_of(client.app).jobs.store
             # The receiver records a POST before answering it: wait for the service's own bookkeeping.
             stored = wait_until(lambda: (c := store.callback(job_id)) is not None and c.status == "DELIVERED" and c)
     finally:
@@ -123,7 +124,7 @@ def test_delivery_gives_up_after_the_attempt_limit(tmp_path: Path, weights_dir: 
     try:
         with TestClient(create_app(settings)) as client:
             job_id = submit_with_callback(client, photo_b64, receiver.url)
-            store = client.app.state.jobs.store  # type: ignore[attr-defined]
+            store = services_of(client.app).jobs.store
             stored = wait_until(lambda: (c := store.callback(job_id)) is not None and c.status == "FAILED" and c)
             assert len(receiver.for_job(job_id)) == 3
             assert poll_job(client, job_id, HEADERS_A)["status"] == "SUCCEEDED"  # the job itself is fine
@@ -146,7 +147,7 @@ def test_slow_receiver_blocks_neither_jobs_nor_other_callbacks(
             wait_until(lambda: receiver.for_job(fast_job), timeout_s=20)
             assert receiver.for_job(slow_job) == []  # still unanswered, and it held nothing up
             # Leaving the block stops the service: the held delivery stays PENDING for the next start.
-            assert client.app.state.jobs.store.callback(slow_job).status == "PENDING"  # type: ignore[attr-defined]
+            assert services_of(client.app).jobs.store.callback(slow_job).status == "PENDING"
     finally:
         receiver.close()
 
@@ -156,13 +157,13 @@ def test_pending_callback_is_delivered_after_a_restart(tmp_path: Path, weights_d
     settings = job_settings(tmp_path, weights_dir, callback_retry_base_s=0.3)
     with TestClient(create_app(settings)) as first:
         job_id = submit_with_callback(first, photo_b64, f"http://127.0.0.1:{port}/hooks/enhance")
-        store = first.app.state.jobs.store  # type: ignore[attr-defined]
+        store = services_of(first.app).jobs.store
         wait_until(lambda: (c := store.callback(job_id)) is not None and c.attempts >= 1)
         assert store.callback(job_id).status == "PENDING"
     receiver = CallbackReceiver(port=port)
     try:
         with TestClient(create_app(settings)) as second:
-            store = second.app.state.jobs.store  # type: ignore[attr-defined]
+            store = services_of(second.app).jobs.store
             stored = wait_until(lambda: (c := store.callback(job_id)) is not None and c.status == "DELIVERED" and c)
     finally:
         receiver.close()

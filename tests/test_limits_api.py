@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from server import create_app
 from server.keys import run_keys_command
+from server.services import services_of
 from tests.conftest import encode_b64
 from tests.jobs_helpers import HEADERS_A, HEADERS_B, job_settings
 
@@ -55,7 +56,7 @@ def _spend_the_minute(client: TestClient, headers: dict[str, str]) -> Any:
 
 
 def test_rate_limit_answers_429_with_retry_after_and_spares_other_accounts(client: TestClient) -> None:
-    limits = client.app.state.limits  # type: ignore[attr-defined]
+    limits = services_of(client.app).limits
     if 60 - time.time() % 60 < 5:  # keep the whole test inside one minute window
         time.sleep(6)
     refused = _spend_the_minute(client, HEADERS_A)
@@ -72,7 +73,7 @@ def test_rate_limit_answers_429_with_retry_after_and_spares_other_accounts(clien
 def test_concurrent_enhancements_of_one_account_beyond_the_limit_are_429(
     client: TestClient, photo_b64: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime = services_of(client.app).runtime
     real = runtime.run
     entered = threading.Event()
     release = threading.Event()
@@ -103,7 +104,7 @@ def test_concurrent_enhancements_of_one_account_beyond_the_limit_are_429(
 
 
 def test_key_created_and_revoked_while_running_takes_effect_within_seconds(client: TestClient, data_dir: Path) -> None:
-    settings = client.app.state.settings  # type: ignore[attr-defined]
+    settings = services_of(client.app).settings
     out = io.StringIO()
     assert run_keys_command(["create", "--name", "live"], settings, out) == 0
     headers = {"X-API-Key": out.getvalue().strip()}
@@ -123,7 +124,7 @@ def test_key_created_and_revoked_while_running_takes_effect_within_seconds(clien
 def fresh_account(client: TestClient) -> dict[str, str]:
     """A named key of its own, so that its requests stay within this module's small per-minute limit."""
     out = io.StringIO()
-    assert run_keys_command(["create", "--name", "fresh"], client.app.state.settings, out) == 0  # type: ignore[attr-defined]
+    assert run_keys_command(["create", "--name", "fresh"], services_of(client.app).settings, out) == 0
     return {"X-API-Key": out.getvalue().strip()}
 
 

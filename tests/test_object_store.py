@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from server import create_app
+from server.services import services_of
 from server.settings import Settings
 from server.storage import (
     LocalObjectStore,
@@ -266,7 +267,7 @@ def test_service_on_s3_answers_urls_with_presigned_links_to_the_store(
         download = httpx.get(url)  # straight from the store, no API key, no service
         assert download.status_code == 200
         assert Image.open(io.BytesIO(download.content)).size == (120, 80)
-    assert not (client.app.state.settings.data_dir / "files").exists()  # type: ignore[attr-defined]
+    assert not (services_of(client.app).settings.data_dir / "files").exists()
 
 
 def test_service_on_s3_keeps_job_files_in_the_bucket_until_they_expire(
@@ -285,12 +286,12 @@ def test_service_on_s3_keeps_job_files_in_the_bucket_until_they_expire(
     keys = bucket_keys(s3_server, bucket)
     assert f"enhance/jobs/{job_id}/images.json" in keys  # the bytes result, kept for polls
     assert f"enhance/jobs/{job_id}/source" not in keys  # the input is dropped once the job has ended
-    jobs = client.app.state.jobs  # type: ignore[attr-defined]
+    jobs = services_of(client.app).jobs
     completed = dt.datetime.fromisoformat(document["completed_at"])
-    ttl = dt.timedelta(seconds=client.app.state.settings.url_ttl_s)  # type: ignore[attr-defined]
+    ttl = dt.timedelta(seconds=services_of(client.app).settings.url_ttl_s)
     assert jobs.sweep(completed + ttl) >= 1
     assert client.get(f"/v1/phota/jobs/{job_id}", headers=HEADERS_A).status_code == 404
-    files = client.app.state.files  # type: ignore[attr-defined]
+    files = services_of(client.app).files
     files.remove_expired(time.time() + ttl.total_seconds() + 1)
     assert bucket_keys(s3_server, bucket) == []
 

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from server import Settings, create_app
+from server.services import services_of
 from server.storage import ProfileStore, create_database
 from tests.face_photos import augment, jpeg_bytes, load_photo
 from tests.test_faces import paste_faces
@@ -112,7 +113,7 @@ def test_add_profile_answers_an_opaque_url_safe_id(client: TestClient, people: d
 def test_profile_status_goes_validating_queuing_in_progress_ready(
     client: TestClient, people: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store: ProfileStore = client.app.state.profiles.store  # type: ignore[attr-defined]
+    store: ProfileStore = services_of(client.app).profiles.store
     seen: list[str] = []
     original_claim, original_set, original_finish = store.claim_next, store.set_status, store.finish
 
@@ -147,7 +148,7 @@ def test_ready_profile_has_a_jpeg_picture_of_the_face(client: TestClient, people
     assert response.headers["content-type"] == "image/jpeg"
     picture = Image.open(io.BytesIO(response.content))
     assert picture.format == "JPEG" and picture.size == (256, 256)
-    face_models = client.app.state.runtime.faces  # type: ignore[attr-defined]
+    face_models = services_of(client.app).runtime.faces
     from models.faces import detect_faces
 
     faces = detect_faces(np.asarray(picture.convert("RGB")), face_models)
@@ -207,7 +208,7 @@ def test_add_profile_with_a_bad_count_tier_or_tag_is_422(client: TestClient, bod
 
 
 def test_add_profile_accepts_each_tiers_bounds(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    service = client.app.state.profiles  # type: ignore[attr-defined]
+    service = services_of(client.app).profiles
     monkeypatch.setattr(service.store, "claim_next", lambda *args: None)  # stored, not built
     for count, tier in ((5, "fast"), (10, "fast"), (10, "standard"), (50, "standard")):
         profile_id = add(client, ["aGVsbG8="] * count, training_tier=tier)
@@ -259,8 +260,8 @@ def test_profile_with_some_unusable_references_is_ready_and_says_which(client: T
 
 
 def test_profile_not_ready_is_400_in_enhance_and_picture(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    store: ProfileStore = client.app.state.profiles.store  # type: ignore[attr-defined]
-    account_id = client.app.state.accounts.authenticate(KEY_A).id  # type: ignore[attr-defined]
+    store: ProfileStore = services_of(client.app).profiles.store
+    account_id = services_of(client.app).accounts.authenticate(KEY_A).id
     monkeypatch.setattr(store, "claim_next", lambda *args: None)  # this service builds nothing meanwhile
     record = store.create(account_id, ["aGVsbG8="] * 5, training_tier="fast", tag=None, now=dt.datetime.now(dt.UTC))
     image = b64(augment("obama3", np.random.default_rng(8), (90, 110)))
@@ -281,8 +282,8 @@ def test_profile_not_ready_is_400_in_enhance_and_picture(client: TestClient, mon
 def test_delete_removes_the_profile_and_everything_derived(client: TestClient, tmp_path: Path) -> None:
     profile_id = add(client, references(["biden"] * 5, seed=9), training_tier="fast")
     assert wait_finished(client, profile_id, A)["status"] == "READY"
-    store: ProfileStore = client.app.state.profiles.store  # type: ignore[attr-defined]
-    account_id = client.app.state.accounts.authenticate(KEY_A).id  # type: ignore[attr-defined]
+    store: ProfileStore = services_of(client.app).profiles.store
+    account_id = services_of(client.app).accounts.authenticate(KEY_A).id
     assert store.ready_embeddings(account_id, [profile_id])[profile_id][1] is not None
     assert store.picture(account_id, profile_id) is not None
     response = client.delete(f"/v1/phota/profiles/{profile_id}", headers=A)
@@ -299,7 +300,7 @@ def test_delete_removes_the_profile_and_everything_derived(client: TestClient, t
 def test_unfinished_profile_is_built_after_a_restart(tmp_path: Path, weights_dir: Path) -> None:
     settings = make_settings(tmp_path, weights_dir)
     with TestClient(create_app(settings)) as first:
-        account_id = first.app.state.accounts.authenticate(KEY_A).id  # type: ignore[attr-defined]
+        account_id = services_of(first.app).accounts.authenticate(KEY_A).id
     # What a crash mid-build leaves: the row IN_PROGRESS under the lease of a process of this host that
     # no longer runs, and its references on disk. The restarted service takes it over at once.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from server.services import services_of
 from tests.test_api_enhance import (
     HEADERS,
     client,
@@ -79,7 +80,7 @@ def test_mode_environment() -> Iterator[None]:
 
 
 def test_reused_suite_runs_without_any_network_weights(client: TestClient) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime = services_of(client.app).runtime
     assert runtime.settings.mode == "test"
     models = runtime.models.values()
     assert {model.network.name for model in models} == {"none"}

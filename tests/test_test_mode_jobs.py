@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from server.services import services_of
 from tests.test_jobs_api import (
     client,
     photo_b64,
@@ -49,6 +50,6 @@ def test_mode_environment() -> Iterator[None]:
 
 
 def test_job_suite_runs_in_test_mode(client: TestClient) -> None:
-    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime = services_of(client.app).runtime
     assert runtime.settings.mode == "test"
     assert {model.network.name for model in runtime.models.values()} == {"none"}

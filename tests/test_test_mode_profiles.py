@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from skimage import data as skdata
 
 from server import create_app
+from server.services import services_of
 from tests.face_photos import augment
 from tests.test_faces import paste_faces
 from tests.test_profiles_api import (
@@ -87,4 +88,4 @@ def test_counts_in_test_mode_equal_the_counts_with_the_network(
 
 
 def test_profile_suite_runs_in_test_mode(client: TestClient) -> None:
-    assert client.app.state.runtime.settings.mode == "test"  # type: ignore[attr-defined]
+    assert services_of(client.app).runtime.settings.mode == "test"

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from prometheus_client import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.app import create_app
+from server.app import Services, create_app
 from server.logs import configure_logging
 from server.settings import get_settings
 
@@ -108,9 +108,9 @@ class EnhanceReplica:
         replica = context.replica_id.unique_id
         settings = get_settings()
         configure_logging(settings, replica=replica)
-        app = create_app(settings)
+        services = Services(settings, replica=replica)
+        app = create_app(settings, services)
         app.add_middleware(ProxyRequestIdHeader)
-        app.state.replica = replica
         if self._board_name is not None:
             import ray
 
@@ -119,12 +119,12 @@ class EnhanceReplica:
             board = ray.get_actor(self._board_name, namespace=self._board_namespace)
 
             def render() -> str:
-                app.state.metrics.refresh(app)
-                return generate_latest(app.state.metrics.registry).decode()
+                services.metrics.refresh(services)
+                return generate_latest(services.metrics.registry).decode()
 
             self._publisher = ReplicaMetricsPublisher(board, replica, render)
             self._publisher.start()
-            app.state.metrics_exposition = self._publisher.exposition
+            services.metrics_exposition = self._publisher.exposition
         logger.info("replica %s of %s: app built (device %s)", replica, DEPLOYMENT_NAME, settings.device)
         return app
 

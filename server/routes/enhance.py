@@ -5,16 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from server.deps import (
-    CandidatesDep,
-    CurrentAccount,
-    FilesDep,
-    JobsDep,
-    RuntimeDep,
-    SettingsDep,
-    TodayDep,
-    WorkerDep,
-)
+from server.deps import CurrentAccount, ServicesDep
 from server.enhance_bodies import EditResponse, EnhanceRequest
 from server.enhancing import parameters_header, run_enhance
 from server.errors import request_id_of
@@ -46,16 +37,13 @@ async def enhance(
     request: Request,
     response: Response,
     account: CurrentAccount,
-    runtime: RuntimeDep,
-    worker: WorkerDep,
-    files: FilesDep,
-    jobs: JobsDep,
-    settings: SettingsDep,
-    today: TodayDep,
-    candidates: CandidatesDep,
+    services: ServicesDep,
 ) -> EditResponse | JSONResponse:
     """Enhance an image: restore and upscale it (2048 px long side for smaller inputs). With
     ``async: true`` the work becomes a job: 202 with its ``poll_url``, and a callback when it ends."""
+    runtime, worker, files = services.started_runtime(), services.started_worker(), services.started_files()
+    jobs, candidates = services.started_jobs(), services.started_candidates()
+    settings, today = services.settings, services.today()
     if body.async_:
         job = await jobs.submit(
             body, account, base_url=str(request.base_url), today=today, request_id=request_id_of(request)

@@ -6,7 +6,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
-from server.deps import FilesDep
+from server.deps import ServicesDep
 from server.errors import ForbiddenError
 from server.storage.files import MEDIA_TYPES
 
@@ -14,8 +14,11 @@ router = APIRouter(tags=["files"])
 
 
 @router.get("/files/{name}", response_class=FileResponse, responses={403: {"description": "Expired or tampered"}})
-async def download_file(name: str, files: FilesDep, expires: int = Query(...), signature: str = Query(...)) -> Response:
+async def download_file(
+    name: str, services: ServicesDep, expires: int = Query(...), signature: str = Query(...)
+) -> Response:
     """Download an output file through its signed URL."""
+    files = services.started_files()
     verified = files.verify(name, expires, signature)
     if verified is None:
         raise ForbiddenError("This download link is invalid or has expired.")

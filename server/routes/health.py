@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import anyio.to_thread
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from server.deps import ServicesDep
 from server.schemas import FeatureStatus, HealthResponse, ReadinessResponse
 
 router = APIRouter(tags=["health"])
@@ -19,9 +20,9 @@ async def healthz() -> HealthResponse:
 
 
 @router.get("/readyz", response_model=ReadinessResponse, responses={503: {"model": ReadinessResponse}})
-async def readyz(request: Request) -> Response:
+async def readyz(services: ServicesDep) -> Response:
     """Ready when the models are loaded and a tiny operation on the device succeeds."""
-    runtime = getattr(request.app.state, "runtime", None)
+    runtime = services.runtime
     if runtime is None:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
     try:
@@ -30,7 +31,7 @@ async def readyz(request: Request) -> Response:
         return JSONResponse(ReadinessResponse(status="not_ready").model_dump(), status_code=503)
     features = {
         name: FeatureStatus(enabled=feature.enabled, detail=feature.detail)
-        for name, feature in getattr(request.app.state, "features", {}).items()
+        for name, feature in services.features.items()
     }
     body = ReadinessResponse(
         status="ready",
@@ -45,10 +46,9 @@ async def readyz(request: Request) -> Response:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics of this process (under ``python -m server.cluster``: of every replica, labelled)."""
-    exposition = getattr(request.app.state, "metrics_exposition", None)
-    if exposition is not None:
-        return Response(await exposition(), media_type=CONTENT_TYPE_LATEST)
-    request.app.state.metrics.refresh(request.app)
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if services.metrics_exposition is not None:
+        return Response(await services.metrics_exposition(), media_type=CONTENT_TYPE_LATEST)
+    services.metrics.refresh(services)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)

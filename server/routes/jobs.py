@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from server.deps import CurrentAccount, JobsDep
+from server.deps import CurrentAccount, ServicesDep
 from server.jobs import JobResponse
 from server.schemas import ErrorResponse
 from server.settings import Settings
@@ -29,6 +29,6 @@ def poll_url_of(request: Request, settings: Settings, job_id: str) -> str:
         404: {"model": ErrorResponse, "description": "Unknown or expired job id, or another account's"},
     },
 )
-async def get_job(job_id: str, account: CurrentAccount, jobs: JobsDep) -> JobResponse:
+async def get_job(job_id: str, account: CurrentAccount, services: ServicesDep) -> JobResponse:
     """Status of an asynchronous enhance job and, once SUCCEEDED, its EditResponse."""
-    return await jobs.document(job_id, account)
+    return await services.started_jobs().document(job_id, account)

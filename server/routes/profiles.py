@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from server.deps import CurrentAccount
-from server.errors import NotReadyError
+from server.deps import CurrentAccount, ServicesDep
 from server.profiles import (
     AddProfileRequest,
     AddProfileResponse,
     DeleteProfileResponse,
     ProfileIdsResponse,
-    ProfileService,
     ProfileStatusResponse,
 )
 from server.schemas import ErrorResponse
@@ -30,32 +28,22 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-def profiles_of(request: Request) -> ProfileService:
-    service: ProfileService | None = getattr(request.app.state, "profiles", None)
-    if service is None:
-        raise NotReadyError("The profile service is still starting; retry shortly.")
-    return service
-
-
-ProfilesDep = Annotated[ProfileService, Depends(profiles_of)]
-
-
 @router.post("/add", response_model=AddProfileResponse, responses=_UNAUTHORIZED)
-async def add_profile(body: AddProfileRequest, account: CurrentAccount, profiles: ProfilesDep) -> AddProfileResponse:
+async def add_profile(body: AddProfileRequest, account: CurrentAccount, services: ServicesDep) -> AddProfileResponse:
     """Create a profile from 5..50 reference photos of one person (standard tier 10..50, fast 5..10).
     Answers at once; poll ``/profiles/{profile_id}/status`` until READY or ERROR."""
-    record = await profiles.add(body, account)
+    record = await services.started_profiles().add(body, account)
     return AddProfileResponse(profile_id=record.id)
 
 
 @router.get("/ids", response_model=ProfileIdsResponse, responses=_UNAUTHORIZED)
 async def profile_ids(
     account: CurrentAccount,
-    profiles: ProfilesDep,
+    services: ServicesDep,
     tag: Annotated[Label | None, Query(max_length=128, description="Only profiles with this tag.")] = None,
 ) -> ProfileIdsResponse:
     """The caller's profile ids, oldest first."""
-    return ProfileIdsResponse(profiles=await profiles.ids(account, tag))
+    return ProfileIdsResponse(profiles=await services.started_profiles().ids(account, tag))
 
 
 @router.get(
@@ -63,9 +51,9 @@ async def profile_ids(
     response_model=ProfileStatusResponse,
     responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
-async def profile_status(profile_id: str, account: CurrentAccount, profiles: ProfilesDep) -> ProfileStatusResponse:
+async def profile_status(profile_id: str, account: CurrentAccount, services: ServicesDep) -> ProfileStatusResponse:
     """VALIDATING → QUEUING → IN_PROGRESS → READY, or ERROR with a message saying why."""
-    record = await profiles.get(account, profile_id)
+    record = await services.started_profiles().get(account, profile_id)
     return ProfileStatusResponse(profile_id=record.id, status=record.status, message=record.message)
 
 
@@ -79,9 +67,9 @@ async def profile_status(profile_id: str, account: CurrentAccount, profiles: Pro
         **_NOT_FOUND,
     },
 )
-async def profile_picture(profile_id: str, account: CurrentAccount, profiles: ProfilesDep) -> Response:
+async def profile_picture(profile_id: str, account: CurrentAccount, services: ServicesDep) -> Response:
     """A JPEG of the subject's face, once the profile is READY."""
-    picture = await profiles.picture(account, profile_id)
+    picture = await services.started_profiles().picture(account, profile_id)
     return Response(content=picture, media_type="image/jpeg")
 
 
@@ -90,7 +78,7 @@ async def profile_picture(profile_id: str, account: CurrentAccount, profiles: Pr
     response_model=DeleteProfileResponse,
     responses={**_UNAUTHORIZED, **_NOT_FOUND},
 )
-async def delete_profile(profile_id: str, account: CurrentAccount, profiles: ProfilesDep) -> DeleteProfileResponse:
+async def delete_profile(profile_id: str, account: CurrentAccount, services: ServicesDep) -> DeleteProfileResponse:
     """Delete the profile and everything derived from its references (embeddings, picture), for good."""
-    await profiles.delete(account, profile_id)
+    await services.started_profiles().delete(account, profile_id)
     return DeleteProfileResponse(profile_id=profile_id)

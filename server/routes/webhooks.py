@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.deps import CurrentAccount, JobsDep
+from server.deps import CurrentAccount, ServicesDep
 from server.schemas import ErrorResponse, WebhookSecretResponse
 
 router = APIRouter(tags=["webhooks"])
@@ -15,7 +15,7 @@ router = APIRouter(tags=["webhooks"])
     response_model=WebhookSecretResponse,
     responses={401: {"model": ErrorResponse, "description": "Missing or invalid API key"}},
 )
-async def get_webhook_secret(account: CurrentAccount, jobs: JobsDep) -> WebhookSecretResponse:
+async def get_webhook_secret(account: CurrentAccount, services: ServicesDep) -> WebhookSecretResponse:
     """The account's webhook secret: callbacks carry ``X-Phota-Signature: sha256=<hex>``, the
     HMAC-SHA256 of the raw request body under this secret. Created on first use, then stable."""
-    return WebhookSecretResponse(webhook_secret=await jobs.webhook_secret(account))
+    return WebhookSecretResponse(webhook_secret=await services.started_jobs().webhook_secret(account))

@@ -66,9 +66,10 @@ class StandInUpscaler(torch.nn.Module):
 
 def install_stand_in_network(app: Any) -> None:
     """Swap the loaded app's networks for :class:`StandInUpscaler` (call inside the app's lifespan)."""
+    from server.services import services_of
     from tests.conftest import stand_in_model
 
-    engine = app.state.runtime
+    engine = services_of(app).runtime
     stand_in = stand_in_model(StandInUpscaler())
     engine.models = dict.fromkeys(engine.models or {"photo": None}, stand_in)
     engine.model = stand_in
