@@ -359,7 +359,8 @@ def report(results: dict[str, Any]) -> str:
         b = results["batching"]
         lines += [
             "",
-            f"Batching ({results['tile']}² tiles, {results['auto']}): 2 tiles in one batch {b['batch_of_2_s']:.2f} s, "
+            f"Batching ({results['batching_tile']}² tiles, {results['auto']}): 2 tiles in one batch "
+            f"{b['batch_of_2_s']:.2f} s, "
             f"two batches of 1 {b['two_batches_of_1_s']:.2f} s",
         ]
     if "app" in results:
@@ -430,7 +431,8 @@ def main() -> None:
     log(f"matmul peak at start {results['peak_gflops']}")
     results["network"] = network_rounds(args.rounds, tile, overlap)
     if not args.quick:
-        results["batching"] = batching(min(tile, 128), auto)
+        results["batching_tile"] = min(tile, 128)
+        results["batching"] = batching(results["batching_tile"], auto)
         log(f"batching {results['batching']}")
     if not args.no_app:
         results["app"] = requests_through_app(args.requests, two_clients=not args.quick)
