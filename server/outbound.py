@@ -8,9 +8,12 @@ for, the original host name, and the ``Host`` header carries the original name.
 
 * :func:`fetch_url` under a :class:`FetchPolicy` — blocking image download (redirects re-checked by
   hand, byte and time limits); every failure is an :class:`~models.errors.ImageFetchError`.
-* :class:`VettedAsyncBackend`, :func:`resolve_host` — the same vetting for asynchronous clients
-  (webhook callbacks); a refused address raises :class:`OutboundRefusedError`.
-* :func:`refused_address_reason`, :func:`literal_ip` — the address rules themselves.
+* :class:`VettedAsyncBackend`, :func:`resolve_vetted` — the same vetting for asynchronous clients
+  (webhook callbacks: their URL check at submission and their delivery); a refused address raises
+  :class:`OutboundRefusedError`.
+* :func:`distinct_addresses` (the one reading of a DNS answer, sync and async),
+  :func:`refused_host_reason` (a host as a whole), :func:`refused_address_reason`, :func:`literal_ip`
+  — the address rules themselves; :func:`tls_context` — the TLS settings of every outbound call.
 
 Rules (exercised by ``tests/test_imageio_fetch.py`` and ``tests/test_jobs_callbacks.py``):
 
@@ -224,7 +227,7 @@ def fetch_url(url: str, policy: FetchPolicy) -> bytes:
     backend = _VettedNetworkBackend(policy, deadline)
     try:
         with httpcore.ConnectionPool(
-            ssl_context=_ssl_context(), network_backend=backend, retries=0, http1=True, http2=False
+            ssl_context=tls_context(), network_backend=backend, retries=0, http1=True, http2=False
         ) as pool:
             for hop in range(policy.max_redirects + 1):
                 body = bytearray()
@@ -354,8 +357,9 @@ def _connect_failure(exc: BaseException) -> str:
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    """The TLS context for fetches: certificate verification on, certifi's CA bundle (built once)."""
+def tls_context() -> ssl.SSLContext:
+    """The TLS context of every outbound call (image fetches, callbacks): certificate verification on,
+    certifi's CA bundle, no proxy or CA settings from the environment (built once)."""
     return httpx.create_ssl_context(trust_env=False)
 
 
@@ -383,10 +387,9 @@ class _VettedNetworkBackend(httpcore.NetworkBackend):
             httpcore.ConnectError, httpcore.ConnectTimeout: no vetted address accepted the connection.
         """
         addresses = _resolve(host, port, self._timeout(timeout), self._policy)
-        for ip in addresses:
-            reason = refused_address_reason(ip, allow_private=self._policy.allow_private)
-            if reason is not None:
-                raise ImageFetchError(f"image URL refused: host {host} resolves to {reason}")
+        reason = refused_host_reason(addresses, allow_private=self._policy.allow_private)
+        if reason is not None:
+            raise ImageFetchError(f"image URL refused: host {host} resolves to {reason}")
         last_error: Exception | None = None
         for ip in addresses:
             try:
@@ -441,13 +444,7 @@ def _resolve(host: str, port: int, timeout: float, policy: FetchPolicy) -> list[
         raise ImageFetchError(f"resolving {host} took longer than the {policy.timeout_s:g} s limit")
     if failure or not result:
         raise ImageFetchError(f"host name {host} could not be resolved")
-    addresses: list[IPAddress] = []
-    for family, _type, _proto, _canon, sockaddr in result:
-        if family not in (socket.AF_INET, socket.AF_INET6):
-            continue
-        ip = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
-        if ip not in addresses:
-            addresses.append(ip)
+    addresses = distinct_addresses(result)
     if not addresses:
         raise ImageFetchError(f"host name {host} has no IPv4 or IPv6 address")
     return addresses
@@ -493,8 +490,34 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class OutboundRefusedError(Exception):
-    """Raised by :class:`VettedAsyncBackend` when a host resolves to a refused address (or a unix
-    socket is asked for); the message names the rule."""
+    """Raised by :func:`resolve_vetted` (and so :class:`VettedAsyncBackend`) when a host resolves to a
+    refused address (or a unix socket is asked for); the message names the rule, ``reason`` is the
+    refused address class (:func:`refused_address_reason`), empty for a unix socket."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def distinct_addresses(infos: Iterable[tuple[Any, ...]]) -> list[IPAddress]:
+    """The distinct IPv4/IPv6 addresses of ``socket.getaddrinfo`` results, in their order (scope ids
+    dropped, other families skipped): the one reading of a DNS answer, for every outbound call."""
+    addresses: list[IPAddress] = []
+    for info in infos:
+        ip = literal_ip(str(info[4][0]))
+        if ip is not None and ip not in addresses:
+            addresses.append(ip)
+    return addresses
+
+
+def refused_host_reason(addresses: Iterable[IPAddress], *, allow_private: bool) -> str | None:
+    """Why a host with these addresses is refused (the first refused address's class), or ``None``:
+    a host is refused as a whole when any of its addresses is."""
+    for ip in addresses:
+        reason = refused_address_reason(ip, allow_private=allow_private)
+        if reason is not None:
+            return reason
+    return None
 
 
 async def resolve_host(host: str, port: int) -> list[IPAddress]:
@@ -503,12 +526,21 @@ async def resolve_host(host: str, port: int) -> list[IPAddress]:
     literal = literal_ip(host)
     if literal is not None:
         return [literal]
-    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses: list[IPAddress] = []
-    for info in infos:
-        ip = literal_ip(str(info[4][0]))
-        if ip is not None and ip not in addresses:
-            addresses.append(ip)
+    return distinct_addresses(await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
+
+async def resolve_vetted(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
+    """``host``'s addresses, resolved once (:func:`resolve_host`) and vetted as a whole
+    (:func:`refused_host_reason`): what an asynchronous outbound call may connect to.
+
+    Raises:
+        OSError: the host does not resolve.
+        OutboundRefusedError: the host resolves to a refused address (``reason``: its class).
+    """
+    addresses = await resolve_host(host, port)
+    reason = refused_host_reason(addresses, allow_private=allow_private)
+    if reason is not None:
+        raise OutboundRefusedError(f"host {host} resolves to a {reason}", reason)
     return addresses
 
 
@@ -535,13 +567,9 @@ class VettedAsyncBackend(httpcore.AsyncNetworkBackend):
             httpcore.ConnectError: the host does not resolve, or no vetted address accepted the connection.
         """
         try:
-            addresses = await resolve_host(host, port)
+            addresses = await resolve_vetted(host, port, allow_private=self._allow_private)
         except OSError as exc:
             raise httpcore.ConnectError(f"host {host} could not be resolved") from exc
-        for ip in addresses:
-            reason = refused_address_reason(ip, allow_private=self._allow_private)
-            if reason is not None:
-                raise OutboundRefusedError(f"host {host} resolves to a {reason}")
         last_error: Exception = httpcore.ConnectError(f"host {host} has no address")
         for ip in addresses:
             try:

@@ -252,4 +252,7 @@ def test_models_import_neither_the_server_nor_any_network_client() -> None:
     server = Path(__file__).resolve().parents[1] / "server"
     vetting = [p.name for p in server.rglob("*.py") if "def refused_address_reason" in p.read_text()]
     assert vetting == ["outbound.py"]
-    assert "refused_address_reason" in (server / "jobs" / "_callbacks.py").read_text()
+    # ... and the one DNS resolution: the callbacks' URL check and delivery resolve through it.
+    resolving = [p.name for p in server.rglob("*.py") if "getaddrinfo(" in p.read_text()]
+    assert resolving == ["outbound.py"]
+    assert "resolve_vetted" in (server / "jobs" / "_callbacks.py").read_text()

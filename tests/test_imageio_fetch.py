@@ -549,7 +549,7 @@ def tls_server(tls_material: Path) -> Iterator[ImageServer]:
 def trust_test_certificate(monkeypatch: pytest.MonkeyPatch, tls_material: Path) -> None:
     """Make the fetcher trust only the test certificate."""
     context = ssl.create_default_context(cafile=str(tls_material / "cert.pem"))
-    monkeypatch.setattr(fetch_module, "_ssl_context", lambda: context)
+    monkeypatch.setattr(fetch_module, "tls_context", lambda: context)
 
 
 def test_fetch_https_verifies_certificate_against_host_name_not_ip(
@@ -570,7 +570,7 @@ def test_fetch_https_verifies_certificate_against_host_name_not_ip(
 
 
 def test_fetch_default_tls_context_verifies_certificates() -> None:
-    context = fetch_module._ssl_context()
+    context = fetch_module.tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
 

@@ -26,7 +26,6 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import ssl
 
 import anyio
 import anyio.to_thread
@@ -35,7 +34,7 @@ import httpx
 
 from server.failures import BadRequestError
 from server.jobs._documents import job_document_bytes
-from server.outbound import OutboundRefusedError, VettedAsyncBackend, refused_address_reason, resolve_host
+from server.outbound import OutboundRefusedError, VettedAsyncBackend, resolve_vetted, tls_context
 from server.settings import Settings
 from server.storage.jobs import CallbackRecord, JobFiles, JobStore
 from server.storage.outages import log_failure, retry_async
@@ -78,18 +77,13 @@ async def check_callback_url(url: str, settings: Settings) -> None:
         raise BadRequestError("callback_url has no host.")
     if parsed.userinfo:
         raise BadRequestError("callback_url must not carry credentials (user:password@).")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
     try:
-        addresses = await resolve_host(parsed.host, parsed.port or (443 if parsed.scheme == "https" else 80))
+        await resolve_vetted(parsed.host, port, allow_private=settings.allow_private_urls)
     except OSError as exc:
         raise BadRequestError(f"callback_url host {parsed.host} could not be resolved.") from exc
-    for ip in addresses:
-        reason = refused_address_reason(ip, allow_private=settings.allow_private_urls)
-        if reason is not None:
-            raise BadRequestError(f"callback_url refused: {parsed.host} is a {reason}.")
-
-
-def _ssl_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context(trust_env=False)
+    except OutboundRefusedError as exc:
+        raise BadRequestError(f"callback_url refused: {parsed.host} is a {exc.reason}.") from exc
 
 
 async def post_callback(url: str, body: bytes, headers: dict[str, str], settings: Settings) -> int:
@@ -100,7 +94,7 @@ async def post_callback(url: str, body: bytes, headers: dict[str, str], settings
     request_headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
     request_headers.append((b"Content-Length", str(len(body)).encode()))
     pool = httpcore.AsyncConnectionPool(
-        ssl_context=_ssl_context() if target.scheme == "https" else None,
+        ssl_context=tls_context() if target.scheme == "https" else None,
         network_backend=VettedAsyncBackend(settings.allow_private_urls),
         retries=0,
         http1=True,
