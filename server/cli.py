@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import contextlib
 import datetime as dt
 import json
 import os
@@ -132,19 +131,12 @@ def is_done(task: Task, variations: int, fmt: OutputFormat | None) -> bool:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name beside ``path`` and rename it: ``path`` is either absent or
-    whole, also when the process is interrupted."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with temporary.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
+    """Write ``data`` so that ``path`` is either absent or whole, also when the process is interrupted:
+    the one atomic write of the project, :func:`weights.write_atomically` (imported on the first write,
+    so that ``--url`` mode starts without it)."""
+    from weights import write_atomically as write
+
+    write(path, data)
 
 
 def sniff_format(data: bytes) -> OutputFormat:

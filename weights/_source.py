@@ -40,6 +40,8 @@ def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     A reader never sees a half-written file, and an interrupted write leaves no partial file behind.
+    The project's one atomic write: the weights store, the offline bundle and the command line's output
+    files (``server.cli``) all write through it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fresh name opened with "xb" (not mkstemp) so the file gets the usual umask-based permissions.
