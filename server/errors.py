@@ -6,6 +6,7 @@ import logging
 import math
 from typing import Any
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -33,6 +34,7 @@ from server.failures import (
     RequestTimeoutError,
     UnauthorizedError,
 )
+from server.runtime import out_of_memory
 from server.storage.outages import outage_kind
 
 logger = logging.getLogger(__name__)
@@ -154,6 +156,14 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
         pass
     for outage_class in outage_classes:
         app.add_exception_handler(outage_class, _outage)  # type: ignore[arg-type]
+
+    # Out of device memory outside the pipeline's own handling (which raises ModelOutOfMemoryError):
+    # the same answer, through the one conversion (server.runtime.out_of_memory).
+    async def _out_of_memory(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, torch.OutOfMemoryError)
+        return await _domain_error(request, out_of_memory(exc))
+
+    app.add_exception_handler(torch.OutOfMemoryError, _out_of_memory)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,6 @@ import time
 import uuid
 from contextvars import ContextVar
 
-import torch
 from prometheus_client import Histogram
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -93,8 +92,6 @@ class RequestContextMiddleware:
         except Exception as exc:
             # The one fallback for unexpected failures: logged with the request id, generic body.
             logger.exception("request %s failed", request_id, exc_info=exc)
-            if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
-                torch.cuda.empty_cache()
             if not response_started:
                 await self._send_json(
                     send_with_headers,

@@ -208,6 +208,16 @@ def identity_policy_of(settings: Settings) -> IdentityPolicy:
     )
 
 
+def out_of_memory(error: torch.OutOfMemoryError) -> ModelOutOfMemoryError:
+    """The one place where running out of device memory becomes an answer: the CUDA cache is freed for
+    the requests that follow, and the error is the service's ``ModelOutOfMemoryError`` (503 with
+    ``Retry-After`` from the API, a failed job, a failed file in the command line). Used by
+    :meth:`ModelRuntime.run` and by the API's handler for an out-of-memory raised anywhere else."""
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    return ModelOutOfMemoryError("out of device memory while rendering; try again later")
+
+
 @dataclass
 class ModelRuntime:
     """The networks on their device (``model`` is the photo network; ``models`` maps each content type
@@ -330,9 +340,7 @@ class ModelRuntime:
         try:
             return enhance_request(request, self.pipeline, cancel)
         except torch.OutOfMemoryError as exc:
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            raise ModelOutOfMemoryError("out of device memory while rendering; try again later") from exc
+            raise out_of_memory(exc) from exc
 
     def probe(self) -> None:
         """A tiny operation on the device, and the network thread alive; raises when either fails."""
