@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from server.storage.database import Base
-from server.storage.leases import claim_first, dead_local_owner, lease_free, lease_held
+from server.storage.leases import claim_first, expire_dead_owners, lease_free, lease_held
 from server.storage.objects import LocalObjectStore, ObjectStore
 
 logger = logging.getLogger(__name__)
@@ -365,18 +365,8 @@ class JobStore:
         """End at once the leases (jobs and callbacks) held by processes of this host that no longer run
         (``leases.dead_local_owner``), so a restarted service resumes their work without waiting for the
         leases to run out. Returns how many rows were freed."""
-        freed = 0
         with Session(self._engine) as session, session.begin():
-            for table in (JobRow, JobCallbackRow):
-                held = select(table.lease_owner).where(table.lease_owner.is_not(None), table.lease_expires_at > now)
-                owners = session.scalars(held.distinct())
-                dead = [owner for owner in owners if owner is not None and dead_local_owner(owner, me)]
-                if dead:
-                    result = session.execute(
-                        update(table).where(table.lease_owner.in_(dead)).values(lease_expires_at=now)
-                    )
-                    freed += int(result.rowcount)  # type: ignore[attr-defined]
-        return freed
+            return sum(expire_dead_owners(session, table, me, now) for table in (JobRow, JobCallbackRow))
 
     def queued_ids(self) -> list[str]:
         """Ids of the QUEUED jobs, oldest first."""

@@ -38,7 +38,7 @@ from sqlalchemy.orm import Mapped, Session, deferred, mapped_column
 
 from server.storage.database import Base
 from server.storage.jobs import UTCDateTime
-from server.storage.leases import claim_first, dead_local_owner, lease_free, lease_held
+from server.storage.leases import claim_first, expire_dead_owners, lease_free, lease_held
 from server.storage.profile_files import ProfileFiles
 
 ProfileStatus = Literal["VALIDATING", "QUEUING", "IN_PROGRESS", "READY", "ERROR", "INACTIVE"]
@@ -280,16 +280,7 @@ class ProfileStore:
         """End at once the leases held by processes of this host that no longer run
         (``leases.dead_local_owner``); returns how many profiles were freed."""
         with Session(self._engine) as session, session.begin():
-            held = select(ProfileRow.lease_owner).where(
-                ProfileRow.lease_owner.is_not(None), ProfileRow.lease_expires_at > now
-            )
-            dead = [owner for owner in session.scalars(held.distinct()) if owner and dead_local_owner(owner, me)]
-            if not dead:
-                return 0
-            result = session.execute(
-                update(ProfileRow).where(ProfileRow.lease_owner.in_(dead)).values(lease_expires_at=now)
-            )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            return expire_dead_owners(session, ProfileRow, me, now)
 
     def set_status(self, profile_id: str, status: ProfileStatus, now: dt.datetime, *, owner: str) -> bool:
         """Move a profile ``owner`` is building to another unfinished status; False when it is gone,
