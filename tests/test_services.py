@@ -78,7 +78,7 @@ def test_the_lifespan_builds_the_rest_around_the_handed_in_parts(
 ) -> None:
     services = services_of(client.app)
     assert services.accounts is not None and services.profiles is not None
-    assert services.jobs is not None and services.jobs._runtime is services.runtime
+    assert services.jobs is not None and services.worker is not None
     ready = client.get("/readyz")
     assert ready.status_code == 200, ready.text
     assert ready.json()["features"]["identity"] == {
