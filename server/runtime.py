@@ -162,15 +162,6 @@ def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel
     return models
 
 
-def tile_batch_size(settings: Settings, device: torch.device) -> int:
-    """Most tiles per network batch: ``ENHANCE_TILE_BATCH_SIZE`` on CUDA, or anywhere it is set; 1 on a
-    CPU otherwise, where two tiles in one batch took as long as two batches (docs/cpu.md) and
-    batching only made the first request wait."""
-    if device.type == "cpu" and "tile_batch_size" not in settings.model_fields_set:
-        return 1
-    return settings.tile_batch_size
-
-
 def precision_request(settings: Settings) -> str:
     """``ENHANCE_PRECISION`` with the deprecated ``ENHANCE_HALF_PRECISION`` folded in (warned about
     when set); raises ``PrecisionError`` when the two contradict each other."""
@@ -256,7 +247,7 @@ class ModelRuntime:
             torch.cuda.set_per_process_memory_fraction(min(1.0, total / capacity), device)
         budget = split_budget(total, _module_bytes(models))
         batcher = TileBatcher(
-            max_batch=tile_batch_size(settings, device),
+            max_batch=settings.tile_batch_size,
             max_wait_s=settings.batch_wait_ms / 1000.0,
             workspace_bytes=budget.workspace,
             on_batch=on_batch,
@@ -313,7 +304,7 @@ class ModelRuntime:
             network_max_side=s.network_max_side or (1024 if on_cuda else 512),
             tile=tile,
             overlap=s.tile_overlap,
-            batch_size=tile_batch_size(s, self.device),
+            batch_size=s.tile_batch_size,
             tile_quantum=TILE_QUANTUM,
             max_input_pixels=s.max_pixels,
             jpeg_quality=s.jpeg_quality,

@@ -317,11 +317,3 @@ def test_the_precision_and_its_reason_are_reported_everywhere(
         assert response.status_code == 200
         assert json.loads(response.headers["X-Enhance-Parameters"])["dtype"] == dtype
     assert f"loaded x4plus on cpu in {dtype}: {expected.reason}" in caplog.text
-
-
-def test_cpu_batches_one_tile_unless_the_operator_says_otherwise() -> None:
-    from server.runtime import tile_batch_size
-
-    assert tile_batch_size(Settings(), CPU) == 1
-    assert tile_batch_size(Settings(tile_batch_size=4), CPU) == 4
-    assert tile_batch_size(Settings(), CUDA) == Settings().tile_batch_size
