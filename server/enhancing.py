@@ -43,6 +43,11 @@ class EnhanceOutcome:
     explanation: Explanation
 
 
+# The longest prompt read, in characters (a 400 beyond it): the intents of a prompt are a few words, and
+# reading one costs time that grows faster than its length.
+MAX_PROMPT_CHARS = 10_000
+
+
 def fetch_policy_of(settings: Settings) -> FetchPolicy:
     return FetchPolicy(
         allow_private=settings.allow_private_urls,
@@ -51,14 +56,25 @@ def fetch_policy_of(settings: Settings) -> FetchPolicy:
     )
 
 
-def validate_request(body: EnhanceRequest, steering: Steering | None = None) -> list[str]:
+async def read_request_prompt(body: EnhanceRequest) -> Steering:
+    """The request's prompt, read (:func:`~models.pipeline.read_prompt`) in a worker thread so that a
+    long prompt never holds the event loop. Raises ``BadRequestError`` for a prompt longer than
+    :data:`MAX_PROMPT_CHARS`."""
+    if body.prompt is not None and len(body.prompt) > MAX_PROMPT_CHARS:
+        raise BadRequestError(
+            f"prompt is too long: {len(body.prompt):,} characters, at most {MAX_PROMPT_CHARS:,} are accepted."
+        )
+    return await anyio.to_thread.run_sync(read_prompt, body.prompt)
+
+
+async def validate_request(body: EnhanceRequest, steering: Steering | None = None) -> list[str]:
     """Checks that need no image and no storage; returns the candidate profile ids (``profile_ids``
     and the prompt's ``[[id]]`` tokens, checked by :func:`resolve_candidates`). ``steering``: the
-    prompt as already read (:func:`~models.pipeline.read_prompt`), else it is read here. Raises
+    prompt as already read (:func:`read_request_prompt`), else it is read here. Raises
     ``BadRequestError``."""
     if body.callback_url is not None and not body.async_:
         raise BadRequestError("callback_url is only valid with async: true.")
-    return candidate_ids(body.profile_ids, steering if steering is not None else read_prompt(body.prompt))
+    return candidate_ids(body.profile_ids, steering if steering is not None else await read_request_prompt(body))
 
 
 async def resolve_candidates(
@@ -97,8 +113,8 @@ async def run_enhance(
     the image file's bytes when already at hand (a job's stored input; ``body.image`` is then not
     read), else they come from ``body.image``."""
     started = time.perf_counter()
-    steering = read_prompt(body.prompt)  # read once: the candidates' ids, then the pipeline's steering
-    profiles = await resolve_candidates(validate_request(body, steering), account, candidates)
+    steering = await read_request_prompt(body)  # read once: the candidates' ids, then the pipeline's steering
+    profiles = await resolve_candidates(await validate_request(body, steering), account, candidates)
     mark = time.perf_counter()
     data = source if source is not None else await load_source(body.image, settings)
     fetch_s = time.perf_counter() - mark

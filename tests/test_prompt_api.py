@@ -68,3 +68,28 @@ def test_illustration_is_routed_to_the_illustration_network(client: TestClient) 
     _, parameters = enhance(client, image=encode_b64(cartoon(1, side=96), "PNG"), prompt="keep size")
     assert parameters["estimates"]["content"] == "illustration"
     assert parameters["network"] == "x4plus-anime"
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_prompt_beyond_the_limit_is_a_400_before_any_work(
+    client: TestClient, photo_b64: str, asynchronous: bool
+) -> None:
+    from server.enhancing import MAX_PROMPT_CHARS
+
+    prompt = "sharper " * (MAX_PROMPT_CHARS // 8 + 1)
+    body = {"image": photo_b64, "prompt": prompt, "async": asynchronous}
+    response = client.post("/v1/phota/enhance", headers=HEADERS, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "BAD_REQUEST"
+    assert f"at most {MAX_PROMPT_CHARS:,}" in response.json()["detail"]
+
+
+def test_a_prompt_at_the_limit_is_read_whole() -> None:
+    import anyio
+
+    from server.enhance_bodies import EnhanceRequest
+    from server.enhancing import MAX_PROMPT_CHARS, read_request_prompt
+
+    prompt = ("warmer, " * MAX_PROMPT_CHARS)[: MAX_PROMPT_CHARS - len("keep grain")] + "keep grain"
+    steering = anyio.run(read_request_prompt, EnhanceRequest(image="x", prompt=prompt))
+    assert [intent.name for intent in steering.intents] == ["warmer", "keep_grain"]

@@ -186,7 +186,7 @@ class JobService:
         """Validate and durably store a job; returns it (the original one for a repeated
         ``client_request_id``). Raises the same domain errors as a synchronous request, and
         ``OverloadedError`` when ``job_queue_size`` jobs are already waiting or running."""
-        await resolve_candidates(validate_request(body), account, self._candidates)
+        await resolve_candidates(await validate_request(body), account, self._candidates)
         if body.callback_url is not None:
             await check_callback_url(body.callback_url, self._settings)
         if body.client_request_id is not None:
