@@ -233,7 +233,10 @@ def test_replicas_share_the_database_secret_and_dev_key_created_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("ENHANCE_SIGNING_SECRET", "ENHANCE_API_KEYS", "ENHANCE_DATA_DIR"):
-        monkeypatch.delenv(name, raising=False)
+        # setenv first so that monkeypatch restores the variable's absence afterwards: share_local_secrets
+        # writes os.environ itself, and a key left behind changed what later tests' Settings() read.
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
     share_local_secrets(Settings(data_dir=Path("relative-data")))
     secret = os.environ["ENHANCE_SIGNING_SECRET"]

@@ -50,6 +50,7 @@ TORCH_API_SINCE: dict[str, tuple[int, int]] = {
     "torch.__version__": (1, 0),
     "torch.__version__.split": (1, 0),
     "torch.cuda.is_available": (1, 0),
+    "torch.cuda.is_initialized": (1, 0),
     "torch.cuda.empty_cache": (1, 0),
     "torch.cuda.synchronize": (1, 0),
     "torch.cuda.Event": (1, 0),

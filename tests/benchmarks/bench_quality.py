@@ -18,7 +18,8 @@ more natural; ΔE: mean CIEDE2000 against the original after blurring both with 
 (tone and colour only: detail does not count; lower is more faithful). Then the targets of issue 12
 are checked and printed (PASS/MISS with the margin).
 
-    python tests/benchmarks/bench_quality.py [--half held|tune|all] [--cache DIR] [--json FILE] [--save DIR]
+    python tests/benchmarks/bench_quality.py [--half held|tune|all] [--precision fp32|bf16|auto]
+        [--cache DIR] [--json FILE] [--save DIR]
 
 About 23 minutes for the held-out half on two shared CPU cores (the network runs on 64 px inputs);
 with ``--cache`` the network outputs are kept on disk, and a rerun after a policy change takes 16-21
@@ -51,7 +52,7 @@ from niqe import niqe
 import weights
 from models.imageio import decode_image
 from models.pipeline import VARIATIONS, EnhanceOptions, enhance_image
-from models.sr import SRModel, get_network, load_sr_model, upscale
+from models.sr import SRModel, choose_precision, detect_capabilities, get_network, load_sr_model, upscale
 from tests.scene_photos import KINDS, SCENE_PHOTOS, ScenePhoto, blurred_ciede2000, load_original
 
 LONG_SIDE, FACTOR = 256, 4
@@ -112,14 +113,21 @@ class CachedNetwork(torch.nn.Module):
         return out
 
 
-def load_model(name: str, cache: Path | None) -> SRModel:
+def load_model(name: str, cache: Path | None, precision: str = "fp32") -> SRModel:
+    """The network ``name`` on the CPU in ``precision`` (ENHANCE_PRECISION's values; fp32 is what the
+    published tables were measured in). A cache stores the float32 copy's outputs, so it needs fp32."""
     network = get_network(name)
     directory = weights.default_weights_dir()
     try:
         weights.verify_weights(directory, [network.weights_name])
     except weights.WeightsError:
         weights.pull_weights(directory, [network.weights_name])
-    model = load_sr_model(network, weights.load_state_dict(network.weights_name, directory), torch.device("cpu"))
+    cpu = torch.device("cpu")
+    choice = choose_precision(precision, cpu, detect_capabilities(cpu))
+    if cache is not None and choice.name != "fp32":
+        raise SystemExit("--cache keeps float32 outputs: use it with --precision fp32")
+    model = load_sr_model(network, weights.load_state_dict(network.weights_name, directory), cpu, precision=choice)
+    print(f"{name}: {choice.name} ({choice.reason})", file=sys.stderr)
     if cache is None:
         return model
     cached = CachedNetwork(model.exact, cache, name)
@@ -253,9 +261,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the per-image scores to this file")
     parser.add_argument("--save", type=Path, help="write every output as PNG into this directory")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch CPU threads")
+    parser.add_argument(
+        "--precision", default="fp32", help="the networks' precision, as ENHANCE_PRECISION (auto, fp32, bf16)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models = {"photo": load_model("x4plus", args.cache), "illustration": load_model("x4plus-anime", args.cache)}
+    models = {
+        "photo": load_model("x4plus", args.cache, args.precision),
+        "illustration": load_model("x4plus-anime", args.cache, args.precision),
+    }
     chosen = [
         (seed, photo)
         for seed, photo in enumerate(SCENE_PHOTOS)
