@@ -1,6 +1,6 @@
 """``python -m server --host H --port P``: start the service on the settings from the environment.
 
-``python -m server --mode test``: the offline test mode (no network weights; see the README).
+``python -m server --mode test``: the offline test mode (no network weights; see the README, "Test mode").
 
 ``python -m server --warmup``: load the networks (pulling missing weights) and, with
 ``ENHANCE_COMPILE_MODE`` set, compile them into the compile cache, then exit — a build or deploy step,

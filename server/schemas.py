@@ -38,7 +38,7 @@ class HealthResponse(BaseModel):
 
 
 class FeatureStatus(BaseModel):
-    """One optional feature of this installation: on, or off and why (see the README's feature table)."""
+    """One optional feature of this installation: on, or off and why (see the feature table in docs/install.md)."""
 
     enabled: bool
     detail: str

@@ -15,7 +15,7 @@ JPG_DEFAULT_FROM = dt.date(2026, 5, 8)
 
 
 class Settings(BaseSettings):
-    """Every operator setting; the README's configuration table mirrors this class."""
+    """Every operator setting; docs/configuration.md's table mirrors this class."""
 
     model_config = SettingsConfigDict(env_prefix="ENHANCE_", extra="ignore")
 
@@ -149,7 +149,7 @@ class Settings(BaseSettings):
         default=0.55,
         gt=0,
         lt=2,
-        description="Largest face-to-profile embedding distance counted as the same person (calibrated; README).",
+        description="Largest face-to-profile embedding distance taken as one person (calibrated: docs/identity.md).",
     )
     face_min_size: int = Field(
         default=40, ge=16, le=400, description="Smallest face found, in input px (detection cost grows as it falls)."

@@ -71,7 +71,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _add_bundle_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """``bundle DIR``: the offline install bundle (see weights/_bundle.py and the README)."""
+    """``bundle DIR``: the offline install bundle (see weights/_bundle.py and docs/install.md)."""
     text = "write an offline install bundle (wheels, weights' source files, install.sh) for an air-gapped host"
     command = commands.add_parser("bundle", help=text, description=text)
     command.add_argument("dir", type=Path, help="the bundle folder to create (new or empty)")
@@ -130,7 +130,7 @@ def _bundle(args: argparse.Namespace) -> int:
     if closure.left_out:
         print(f"  left out: {', '.join(f'{k} ({v})' for k, v in closure.left_out.items())}")
     print(f"  on the host already: {', '.join(sorted(closure.on_host))}")
-    print(f"install there: {report.path}/install.sh (then see the README, 'Air-gapped install')")
+    print(f"install there: {report.path}/install.sh (then see docs/install.md, 'Air-gapped install')")
     return 0
 
 

@@ -49,7 +49,7 @@ def detect_faces(
 
     Frontal and near-frontal faces of at least ``min_face`` px are found while the working copy
     (``image`` scaled by ``80 / min_face``) fits in ``max_work_pixels``; in larger images the smallest
-    face found grows in proportion (documented in the README). ``max_work_pixels`` None: 16 MP when
+    face found grows in proportion (documented in docs/identity.md). ``max_work_pixels`` None: 16 MP when
     the detector runs on CUDA, 4 MP on the CPU.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

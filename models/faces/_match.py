@@ -2,7 +2,7 @@
 
 A profile is represented by the mean (centroid) of its references' embeddings; a face's distance to
 a profile is the Euclidean distance from its embedding to that centroid. The threshold was chosen on
-labelled real photos with augmentations (``tests/benchmarks/bench_faces.py``; rates in the README).
+labelled real photos with augmentations (``tests/benchmarks/bench_faces.py``; rates in docs/identity.md).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from models.faces._models import EMBEDDING_SIZE
 
 # Calibrated on augmented real photos (see the module docstring): no different-person pair fell
-# below it, and it keeps the true-match rate of profile-to-face distances measured in the README.
+# below it, and it keeps the true-match rate of profile-to-face distances measured in docs/identity.md.
 MATCH_THRESHOLD = 0.55
 _INFEASIBLE = 1e6
 

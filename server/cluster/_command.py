@@ -31,7 +31,7 @@ SLOW_NODE_DEFAULTS = {
 }
 PROXY_START_TIMEOUT_S = 600
 # The proxies' middleware that retries, or answers 503, requests whose replica died (server.cluster._proxy).
-# Nodes of a running cluster need it in the environment of `ray start` (README, "Scaling out").
+# Nodes of a running cluster need it in the environment of `ray start` (docs/scaling.md).
 PROXY_CALLBACK = ("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", "server.cluster:proxy_middlewares")
 
 
