@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from weights import write_atomically
+
 if TYPE_CHECKING:
     from server.settings import Settings
 
@@ -111,19 +113,8 @@ class LocalObjectStore:
         return self.root / check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str | None = None) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp")
-        try:
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            # A full disk (ENOSPC) fails the write or the fsync: the partial file goes, the old one stays.
-            temporary.unlink(missing_ok=True)
-            raise
+        # A full disk (ENOSPC) fails the write or the fsync: the partial file goes, the old one stays.
+        write_atomically(self._path(key), data)
 
     def get(self, key: str) -> bytes | None:
         try:
