@@ -91,10 +91,8 @@ def _answers(endpoint_url: str) -> bool:
         return False
 
 
-@contextmanager
-def running_s3_server(directory: Path) -> Iterator[S3Server]:
-    """Start ``weed server -s3`` with its data in ``directory``; stop it (SIGTERM, then SIGKILL) on exit."""
-    directory.mkdir(parents=True, exist_ok=True)
+def write_s3_config(directory: Path) -> Path:
+    """The S3 identity file (the tests' access key, every action) in ``directory``."""
     config = directory / "s3.json"
     identity = {
         "name": "enhance-test",
@@ -102,10 +100,20 @@ def running_s3_server(directory: Path) -> Iterator[S3Server]:
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }
     config.write_text(json.dumps({"identities": [identity]}))
+    return config
+
+
+def free_ports() -> dict[str, int]:
+    """A free loopback port pair for each of weed's master, volume, filer and S3 servers."""
     ports: dict[str, int] = {}
     for name in ("master", "volume", "filer", "s3"):
         ports[name] = free_port_pair(set(ports.values()))
-    command = [
+    return ports
+
+
+def weed_command(directory: Path, ports: dict[str, int], config: Path) -> list[str]:
+    """``weed server -s3`` on loopback with its data in ``directory``."""
+    return [
         str(weed_binary()),
         "server",
         "-s3",
@@ -120,6 +128,24 @@ def running_s3_server(directory: Path) -> Iterator[S3Server]:
         f"-s3.port={ports['s3']}",
         f"-s3.config={config}",
     ]
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+
+
+@contextmanager
+def running_s3_server(directory: Path) -> Iterator[S3Server]:
+    """Start ``weed server -s3`` with its data in ``directory``; stop it (SIGTERM, then SIGKILL) on exit."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ports = free_ports()
+    command = weed_command(directory, ports, write_s3_config(directory))
     log = open(directory / "weed.log", "wb")  # noqa: SIM115 (closed below, after the process)
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
@@ -134,12 +160,7 @@ def running_s3_server(directory: Path) -> Iterator[S3Server]:
         _wait_writable(server)
         yield server
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop_process(process)
         log.close()
 
 

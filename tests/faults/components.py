@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -22,7 +21,17 @@ import pytest
 
 from tests.jobs_helpers import KEY_A, ServiceProcess
 from tests.postgres_server import PostgresServer
-from tests.s3_server import ACCESS_KEY, SECRET_KEY, S3Server, _answers, _wait_writable, free_port_pair, weed_binary
+from tests.s3_server import (
+    ACCESS_KEY,
+    SECRET_KEY,
+    S3Server,
+    _answers,
+    _wait_writable,
+    free_ports,
+    stop_process,
+    weed_command,
+    write_s3_config,
+)
 
 REPORT_ENV = "ENHANCE_FAULTS_REPORT"
 FULL_ENV = "ENHANCE_FAULTS_FULL"
@@ -64,38 +73,15 @@ class StoppableS3:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.config = directory / "s3.json"
-        identity = {
-            "name": "enhance-test",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }
-        self.config.write_text(json.dumps({"identities": [identity]}))
-        self.ports: dict[str, int] = {}
-        for name in ("master", "volume", "filer", "s3"):
-            self.ports[name] = free_port_pair(set(self.ports.values()))
+        self.config = write_s3_config(directory)
+        self.ports = free_ports()
         self.endpoint_url = f"http://127.0.0.1:{self.ports['s3']}"
         self.server = S3Server(endpoint_url=self.endpoint_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY, pid=0)
         self._process: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
-        ports = self.ports
-        command = [
-            str(weed_binary()),
-            "server",
-            "-s3",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-dir={self.directory}",
-            f"-master.port={ports['master']}",
-            "-master.volumeSizeLimitMB=16",
-            f"-volume.port={ports['volume']}",
-            "-volume.max=300",
-            f"-filer.port={ports['filer']}",
-            f"-s3.port={ports['s3']}",
-            f"-s3.config={self.config}",
-        ]
+        command = weed_command(self.directory, self.ports, self.config)
         with open(self.directory / "weed.log", "ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
@@ -108,12 +94,7 @@ class StoppableS3:
     def stop(self) -> None:
         if self._process is None or self._process.poll() is not None:
             return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=15)
+        stop_process(self._process)
 
     def client(self) -> Any:
         return self.server.client()
