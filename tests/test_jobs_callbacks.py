@@ -4,21 +4,28 @@ up, delivery after a restart, and the address rules at delivery time."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from server import create_app
 from server.jobs import sign_body
 from server.jobs._callbacks import CallbackDispatcher, post_callback
 from server.outbound import OutboundRefusedError
 from server.services import services_of
+from server.settings import Settings
+from server.storage import AccountRegistry, JobFiles, JobStore, create_database
+from server.storage.jobs import CallbackRecord, NewJob, new_job_id
 from tests.conftest import encode_b64
 from tests.jobs_helpers import (
     HEADERS_A,
@@ -191,3 +198,173 @@ def test_retry_delay_doubles_up_to_the_cap(tmp_path: Path) -> None:
     settings = job_settings(tmp_path, Path("unused"), callback_retry_base_s=2.0, callback_retry_max_s=10.0)
     dispatcher = CallbackDispatcher(store=None, files=None, settings=settings)  # type: ignore[arg-type]
     assert [dispatcher.retry_delay_s(n) for n in range(1, 6)] == [2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+# --- exactly once when a delivery outlasts its lease ------------------------------------------------
+# A delivery reads the job's outputs from the store before its POST; through a store outage that read
+# waits (for up to outage_patience_s), longer than the callback's lease. These tests stop the read at
+# that exact step, move the dispatchers' clock past the lease, and let the read go on: the receiver
+# must get one POST, whoever sends it.
+
+OWNER, OTHER = "host/1/aaaa", "host/2/bbbb"
+START = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+class StallingFiles(JobFiles):
+    """Job files whose first ``read_images`` waits until released (a store outage being waited out)."""
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(folder)
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    def read_images(self, job_id: str) -> list[str]:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            assert self.release.wait(timeout=60)
+        return super().read_images(job_id)
+
+
+class WatchedStore(JobStore):
+    """The real job store, counting claims; ``lose_answer_once``: the next callback record commits, then
+    its caller sees the connection drop (the database went away before it answered)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.claims: list[tuple[dt.datetime, str | None]] = []
+        self.lose_answer_once = False
+
+    def claim_due_callback(
+        self, owner: str, now: dt.datetime, lease_s: float, skip: Collection[str] = ()
+    ) -> CallbackRecord | None:
+        record = super().claim_due_callback(owner, now, lease_s, skip)
+        self.claims.append((now, record.job_id if record else None))
+        return record
+
+    def record_callback_attempt(self, job_id: str, **kwargs: Any) -> bool:
+        recorded = super().record_callback_attempt(job_id, **kwargs)
+        if self.lose_answer_once:
+            self.lose_answer_once = False
+            raise OperationalError("UPDATE job_callbacks", {}, ConnectionError("server closed the connection"))
+        return recorded
+
+
+def _finished_job(store: JobStore, engine: Engine, callback_url: str) -> str:
+    """A job, run and ended by OWNER (FAILED: its document needs no outputs), its callback PENDING."""
+    account = AccountRegistry(engine, ["key-a"]).authenticate("key-a")
+    assert account is not None
+    job = NewJob(
+        id=new_job_id(),
+        account_id=account.id,
+        client_request_id=None,
+        options={"num_output_images": 1, "response_mode": "urls"},
+        submitted_on=START.date(),
+        base_url="http://testserver/",
+        callback_url=callback_url,
+        request_id="req-1",
+        created_at=START,
+    )
+    store.create(job)
+    claimed = store.claim_next(OWNER, START, 30.0)
+    assert claimed is not None and claimed.id == job.id
+    assert store.finish(job.id, 1, owner=OWNER, now=START, ttl_s=3600, error=("INTERNAL_ERROR", "x")) is not None
+    return job.id
+
+
+async def _until(predicate: Any, timeout_s: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = create_database(None, tmp_path / "db")
+    yield engine
+    engine.dispose()
+
+
+def _callback_settings(tmp_path: Path) -> Settings:
+    return job_settings(tmp_path, Path("unused"), job_poll_interval_s=0.02, callback_timeout_s=5.0, job_lease_s=30.0)
+
+
+def test_a_delivery_that_outlasts_its_lease_is_not_started_again_by_its_own_process(
+    tmp_path: Path, engine: Engine, receiver: CallbackReceiver
+) -> None:
+    store, files, clock = WatchedStore(engine), StallingFiles(tmp_path / "files"), Clock()
+    settings = _callback_settings(tmp_path)
+    job_id = _finished_job(store, engine, receiver.url)
+    dispatcher = CallbackDispatcher(store, files, settings, owner=OWNER, clock=clock)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(dispatcher.run())
+        await _until(files.stalled.is_set)  # claimed; its read waits for the store
+        clock.now += dt.timedelta(seconds=settings.callback_timeout_s + settings.job_lease_s + 1)  # lease over
+        dispatcher.wake()
+        await _until(lambda: any(now == clock.now for now, _ in store.claims))  # it looked again, after the lease
+        await asyncio.sleep(0.2)  # a delivery it started would be on its way
+        files.release.set()
+        await _until(lambda: store.callback(job_id).status == "DELIVERED" and dispatcher.deliveries_in_flight == 0)
+        running.cancel()
+
+    asyncio.run(scenario())
+    assert len(receiver.for_job(job_id)) == 1
+    assert [claimed for now, claimed in store.claims if now > START and claimed is not None] == []  # not again
+
+
+def test_a_delivery_whose_lease_another_process_took_over_is_not_sent(
+    tmp_path: Path, engine: Engine, receiver: CallbackReceiver
+) -> None:
+    store, files, clock = WatchedStore(engine), StallingFiles(tmp_path / "files"), Clock()
+    settings = _callback_settings(tmp_path)
+    job_id = _finished_job(store, engine, receiver.url)
+    first = CallbackDispatcher(store, files, settings, owner=OWNER, clock=clock)
+    second = CallbackDispatcher(store, JobFiles(tmp_path / "files"), settings, owner=OTHER, clock=clock)
+
+    async def scenario() -> None:
+        running = [asyncio.create_task(first.run())]
+        await _until(files.stalled.is_set)
+        clock.now += dt.timedelta(seconds=settings.callback_timeout_s + settings.job_lease_s + 1)
+        running.append(asyncio.create_task(second.run()))  # takes the callback over and delivers it
+        await _until(lambda: store.callback(job_id).status == "DELIVERED" and second.deliveries_in_flight == 0)
+        files.release.set()  # the first delivery's read comes back, long after its lease
+        await _until(lambda: first.deliveries_in_flight == 0)
+        for task in running:
+            task.cancel()
+
+    asyncio.run(scenario())
+    [delivery] = receiver.for_job(job_id)
+    assert delivery.headers["x-phota-delivery-attempt"] == "1"
+    assert store.callback(job_id).attempts == 1
+
+
+def test_a_delivery_whose_record_lost_its_answer_is_not_sent_again(
+    tmp_path: Path, engine: Engine, receiver: CallbackReceiver
+) -> None:
+    store, clock = WatchedStore(engine), Clock()
+    settings = _callback_settings(tmp_path)
+    job_id = _finished_job(store, engine, receiver.url)
+    store.lose_answer_once = True  # "delivered" is committed, but the dispatcher sees an outage and retries
+    dispatcher = CallbackDispatcher(store, JobFiles(tmp_path / "files"), settings, owner=OWNER, clock=clock)
+
+    async def scenario() -> None:
+        running = asyncio.create_task(dispatcher.run())
+        await _until(lambda: not store.lose_answer_once and dispatcher.deliveries_in_flight == 0)
+        clock.now += dt.timedelta(seconds=settings.callback_timeout_s + settings.job_lease_s + 1)
+        dispatcher.wake()
+        await _until(lambda: any(now == clock.now for now, _ in store.claims))
+        running.cancel()
+
+    asyncio.run(scenario())
+    assert len(receiver.for_job(job_id)) == 1
+    stored = store.callback(job_id)
+    assert stored is not None and stored.status == "DELIVERED" and stored.attempts == 1

@@ -11,7 +11,12 @@ again, with the same body, signature and ``X-Phota-Job-Id``, so receivers drop r
 
 Several processes on one database share the deliveries: each due callback is claimed under a lease
 (:meth:`JobStore.claim_due_callback`, ``callback_timeout_s + job_lease_s``), so one process POSTs it;
-when that process dies, the lease runs out and another sends it.
+when that process dies, the lease runs out and another sends it. Preparing a delivery (reading the job
+and its outputs) waits out an outage of the database or the store, possibly longer than the lease, so
+the POST goes out only after :meth:`JobStore.hold_callback` has confirmed, just before, that this
+process still holds the callback and renewed its lease to cover the POST and its record; and a process
+never claims a callback it is delivering already. A POST is therefore sent twice only when the process
+that sent it dies, or cannot reach the database for longer than ``job_lease_s``, before recording it.
 
 Addresses follow the image-URL rules of :mod:`server.outbound` (the same module fetches images): the
 host is resolved once per connection and the connection goes to the vetted address itself (no DNS
@@ -26,6 +31,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+from collections.abc import Callable
 
 import anyio
 import anyio.to_thread
@@ -48,6 +54,10 @@ ATTEMPT_HEADER = "X-Phota-Delivery-Attempt"
 _USER_AGENT = b"phota-enhance-local/callbacks"
 # After a storage failure, the dispatcher looks again this much later.
 _IDLE_RECHECK_S = 5.0
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def sign_body(secret: str, body: bytes) -> str:
@@ -134,18 +144,36 @@ def _failure_reason(exc: BaseException, timeout_s: float) -> str:
 class CallbackDispatcher:
     """Delivers due callbacks in the background, ``callback_concurrency`` at a time; never blocks jobs."""
 
-    def __init__(self, store: JobStore, files: JobFiles, settings: Settings, *, owner: str = "") -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        files: JobFiles,
+        settings: Settings,
+        *,
+        owner: str = "",
+        clock: Callable[[], dt.datetime] = _utc_now,
+    ) -> None:
         self._store = store
         self._files = files
         self._settings = settings
         self._owner = owner
+        self._clock = clock
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
         self._deliveries: set[asyncio.Task[None]] = set()
 
+    @property
+    def deliveries_in_flight(self) -> int:
+        """Deliveries running now (each one: prepare, POST, record)."""
+        return len(self._deliveries)
+
     def wake(self) -> None:
         """Look for due callbacks now (a job has just ended)."""
         self._wake.set()
+
+    def lease_s(self) -> float:
+        """A delivery's lease: one POST's time limit, and ``job_lease_s`` more for its bookkeeping."""
+        return self._settings.callback_timeout_s + self._settings.job_lease_s
 
     def retry_delay_s(self, failed_attempts: int) -> float:
         """Seconds to wait after the ``failed_attempts``-th failure (1, 2, ...)."""
@@ -174,10 +202,15 @@ class CallbackDispatcher:
         free = self._settings.callback_concurrency - len(self._in_flight)
         if free <= 0:
             return None  # no free slot: a finished delivery wakes the loop
-        lease_s = self._settings.callback_timeout_s + self._settings.job_lease_s
+        lease_s = self.lease_s()
         for _ in range(free):
-            now = dt.datetime.now(dt.UTC)
-            record = await anyio.to_thread.run_sync(self._store.claim_due_callback, self._owner, now, lease_s)
+            now = self._clock()
+            # Never a callback this process is delivering already: its lease may have run out while the
+            # delivery waited out an outage, and a second delivery would POST it twice.
+            in_flight = frozenset(self._in_flight)
+            record = await anyio.to_thread.run_sync(
+                self._store.claim_due_callback, self._owner, now, lease_s, in_flight
+            )
             if record is None:
                 break
             self._start(record)
@@ -185,11 +218,11 @@ class CallbackDispatcher:
             return None
         # Other processes' jobs end too, without waking this loop: look again at least this often.
         poll_s = self._settings.job_poll_interval_s
-        now = dt.datetime.now(dt.UTC)
+        now = self._clock()
         next_due = await anyio.to_thread.run_sync(self._store.next_callback_due, now)
         if next_due is None:
             return poll_s
-        return min(poll_s, max(0.01, (next_due - dt.datetime.now(dt.UTC)).total_seconds()))
+        return min(poll_s, max(0.01, (next_due - self._clock()).total_seconds()))
 
     def _start(self, record: CallbackRecord) -> None:
         self._in_flight.add(record.job_id)
@@ -229,6 +262,20 @@ class CallbackDispatcher:
             JOB_ID_HEADER: job.id,
             ATTEMPT_HEADER: str(attempt),
         }
+        # The preparation above may have waited out an outage for longer than the lease: the POST goes out
+        # only if this process still holds the callback, under a lease renewed to cover it and its record.
+        held = await retry_async(
+            lambda: store.hold_callback(
+                job.id, owner=self._owner, attempts=record.attempts, now=self._clock(), lease_s=self.lease_s()
+            ),
+            what=what,
+            patience_s=patience_s,
+        )
+        if not held:
+            logger.warning(
+                "job %s: callback taken over by another process while it was prepared; not sent here", job.id
+            )
+            return
         error: str | None = None
         try:
             status = await post_callback(record.url, body, headers, settings)
@@ -236,7 +283,7 @@ class CallbackDispatcher:
                 error = f"answered HTTP {status}"
         except Exception as exc:
             error = _failure_reason(exc, settings.callback_timeout_s)
-        now = dt.datetime.now(dt.UTC)
+        now = self._clock()
         retry_at = None
         if error is not None and attempt < settings.callback_max_attempts:
             retry_at = now + dt.timedelta(seconds=self.retry_delay_s(attempt))

@@ -100,7 +100,7 @@ class JobService:
         self._patient_files.objects = PatientObjectStore(files.objects, settings.outage_patience_s)
         self._patient_outputs = copy.copy(outputs)
         self._patient_outputs.objects = PatientObjectStore(outputs.objects, settings.outage_patience_s)
-        self.dispatcher = CallbackDispatcher(store, self._patient_files, settings, owner=self.owner)
+        self.dispatcher = CallbackDispatcher(store, self._patient_files, settings, owner=self.owner, clock=clock)
         self._wake = asyncio.Event()  # a job was submitted here: runners look at once
         self._pending = 0  # unfinished jobs in the database, as of the last look (metrics)
         self._reserved = 0  # submits of this process between their queue check and their commit

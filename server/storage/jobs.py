@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -445,17 +446,21 @@ class JobStore:
             lease_free(JobCallbackRow.lease_owner, JobCallbackRow.lease_expires_at, now),
         )
 
-    def claim_due_callback(self, owner: str, now: dt.datetime, lease_s: float) -> CallbackRecord | None:
+    def claim_due_callback(
+        self, owner: str, now: dt.datetime, lease_s: float, skip: Collection[str] = ()
+    ) -> CallbackRecord | None:
         """Claim the earliest due pending callback nobody holds, leased to ``owner`` for ``lease_s``;
-        None when none is due. Each due callback goes to one caller, across processes."""
+        None when none is due. Each due callback goes to one caller, across processes. ``skip``: job ids
+        the caller is delivering already (their lease may have run out meanwhile: not claimed again)."""
+        due = self._callback_due(now)
+        if skip:
+            due = and_(due, JobCallbackRow.job_id.not_in(list(skip)))
         candidate = (
-            select(JobCallbackRow.job_id)
-            .where(self._callback_due(now))
-            .order_by(JobCallbackRow.next_attempt_at, JobCallbackRow.job_id)
+            select(JobCallbackRow.job_id).where(due).order_by(JobCallbackRow.next_attempt_at, JobCallbackRow.job_id)
         )
         values = {"lease_owner": owner, "lease_expires_at": now + dt.timedelta(seconds=lease_s)}
         with Session(self._engine) as session, session.begin():
-            job_id = claim_first(session, JobCallbackRow.job_id, candidate, self._callback_due(now), values)
+            job_id = claim_first(session, JobCallbackRow.job_id, candidate, due, values)
             row = None if job_id is None else session.get(JobCallbackRow, job_id)
             return None if row is None else _callback_record(row)
 
@@ -471,6 +476,24 @@ class JobStore:
             ).all()
         times = [max(due, lease) if lease is not None and lease > now else due for due, lease in rows]
         return min(times) if times else None
+
+    def hold_callback(self, job_id: str, *, owner: str, attempts: int, now: dt.datetime, lease_s: float) -> bool:
+        """Just before a POST: confirm that ``owner`` still holds the PENDING callback as claimed (after
+        ``attempts`` attempts) and extend its lease to ``now + lease_s``. False when it does not (its
+        lease ran out and another process took it over, or it was already delivered): then the POST must
+        not be sent, or the receiver would get it twice."""
+        with Session(self._engine) as session, session.begin():
+            result = session.execute(
+                update(JobCallbackRow)
+                .where(
+                    JobCallbackRow.job_id == job_id,
+                    JobCallbackRow.status == "PENDING",
+                    JobCallbackRow.attempts == attempts,
+                    lease_held(JobCallbackRow.lease_owner, owner),
+                )
+                .values(lease_expires_at=now + dt.timedelta(seconds=lease_s))
+            )
+            return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
     def record_callback_attempt(
         self,
