@@ -93,7 +93,30 @@ def _draining_server(app: Any, config: Any) -> Any:
             super().handle_exit(sig, frame)
             services_of(app).drain()
 
+        async def shutdown(self, sockets: Any = None) -> None:
+            # uvicorn closes at once every connection it has not read a request from, including one it
+            # accepted a moment ago whose request is on its way: that client gets its connection closed
+            # without an answer. Stop listening first, then let each such connection bring its request
+            # (served, with Connection: close) before uvicorn's own shutdown; one that sends nothing
+            # within timeout_keep_alive is closed as before.
+            for listener in self.servers:
+                listener.close()
+            await _await_first_requests(self.server_state.connections, self.config.timeout_keep_alive)
+            await super().shutdown(sockets)
+
     return DrainingServer(config)
+
+
+async def _await_first_requests(connections: Any, timeout_s: float) -> None:
+    """Wait until no connection in ``connections`` (uvicorn's protocols) is still without its first request
+    (``cycle`` None: accepted, nothing parsed yet), or ``timeout_s``."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while any(getattr(c, "cycle", False) is None for c in list(connections)):
+        if asyncio.get_running_loop().time() >= deadline:
+            return
+        await asyncio.sleep(0.01)
 
 
 def _stopped(signum: int, frame: object) -> None:

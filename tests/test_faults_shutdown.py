@@ -11,8 +11,11 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -164,6 +167,40 @@ def test_sigterm_finishes_requests_in_flight_hands_jobs_back_and_exits_0(
         first.stop()
         second.stop()
         receiver.close()
+
+
+def test_a_connection_accepted_before_sigterm_gets_its_request_answered(
+    tmp_path: Path, weights_dir: Path, chelsea: np.ndarray
+) -> None:
+    """A client that connected just before SIGTERM and sends its request just after: the stopping server
+    no longer accepts connections, but it reads that request and answers it (200, ``Connection: close``)
+    instead of closing the connection unanswered (uvicorn's own shutdown closes every connection it
+    has read no request from yet)."""
+    service = start_service(service_environment(weights_dir, tmp_path / "data"), tmp_path / "service.log")
+    body = json.dumps({"image": encode_b64(chelsea[:64, :64], "JPEG", quality=90), "response_mode": "bytes"})
+    try:
+        early = http.client.HTTPConnection("127.0.0.1", service.port, timeout=60)
+        early.connect()  # accepted; its request comes later
+        time.sleep(0.5)
+        service.process.send_signal(signal.SIGTERM)
+
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", service.port), timeout=5).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        wait_until(refused, timeout_s=30, interval_s=0.01)  # the server is stopping: it stopped listening
+        early.request("POST", "/v1/phota/enhance", body, {"X-API-Key": KEY_A, "Content-Type": "application/json"})
+        answer = early.getresponse()
+        assert answer.status == 200, answer.read()[:300]
+        assert answer.getheader("connection") == "close"
+        assert json.loads(answer.read())["images"]
+        early.close()
+        assert service.process.wait(timeout=120) == 0
+    finally:
+        service.stop()
 
 
 class RetryingClient:
