@@ -37,6 +37,7 @@ from models.pipeline import (
     detect_capabilities,
     enhance_request,
     get_network,
+    int8_refusal,
     load_pipeline,
     requested_precision,
 )
@@ -137,8 +138,11 @@ def load_networks(settings: Settings, device: torch.device) -> dict[str, SRModel
     when allowed and missing); test mode loads none and gives every content type the weightless
     stand-in (``TEST_NETWORK``), with a warning in the log."""
     if settings.mode == "test":
-        # The stand-in runs in float32, but a precision this device cannot run is still refused.
-        choose_precision(precision_request(settings), device, detect_capabilities(device))
+        # The stand-in runs in float32, but what real mode would refuse is refused here too, with the same
+        # message: a precision this device cannot run, and int8 while its quality gate refuses a network.
+        requested, capabilities = precision_request(settings), detect_capabilities(device)
+        for name in CONTENT_NETWORKS.values():
+            choose_precision(requested, device, capabilities, int8_refusal=int8_refusal(name))
         logger.warning(
             "TEST MODE (ENHANCE_MODE=test): no network weights loaded; outputs come from a bicubic stand-in "
             "(network 'none'), every other stage runs for real. Not for real enhancement."

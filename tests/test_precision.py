@@ -161,6 +161,25 @@ def test_the_service_refuses_to_start_in_a_precision_the_device_cannot_run(
         ModelRuntime.load(settings)
 
 
+def test_test_mode_refuses_int8_as_real_mode_does_on_a_vnni_cpu(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, weights_dir: Path
+) -> None:
+    # The stand-in runs in float32, yet int8 is refused for the networks real mode would load, in
+    # the same words (the gate's measured loss), even where the CPU has VNNI.
+    for module in ("server.runtime", "models.sr._load"):
+        monkeypatch.setattr(f"{module}.detect_capabilities", lambda device: BF16_CPU)
+    with pytest.raises(PrecisionError) as test_mode:
+        ModelRuntime.load(Settings(mode="test", device="cpu", precision="int8", data_dir=tmp_path))
+    with pytest.raises(PrecisionError) as real_mode:
+        ModelRuntime.load(
+            Settings(
+                device="cpu", precision="int8", data_dir=tmp_path, weights_dir=weights_dir, auto_pull_weights=False
+            )
+        )
+    assert str(test_mode.value) == str(real_mode.value)
+    assert "int8 is not offered" in str(test_mode.value) and "quality gate" in str(test_mode.value)
+
+
 # --- on the real network ------------------------------------------------------------------------
 
 

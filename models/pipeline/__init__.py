@@ -130,6 +130,7 @@ from models.sr import (
     configure_threads,
     detect_capabilities,
     get_network,
+    int8_refusal,
     requested_precision,
 )
 
@@ -215,6 +216,7 @@ __all__ = [
     "identify",
     "identity_json",
     "infer_parameters",
+    "int8_refusal",
     "load_pipeline",
     "networks_device",
     "output_size",
