@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +22,7 @@ import pytest
 from PIL import Image
 
 from server import Settings, create_app
-from tests.jobs_helpers import free_port
+from tests.faults.components import replica_pids, start_cluster
 
 KEY = "cluster-test-key"
 HEADERS = {"X-API-Key": KEY}
@@ -57,64 +56,16 @@ def cluster_environment(data_dir: Path, weights_dir: Path) -> dict[str, str]:
     }
 
 
-def replica_pids() -> list[int]:
-    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return sorted(int(line.split()[0]) for line in listing.splitlines() if "ServeReplica:enhance:enhance" in line)
-
-
-def serve_port() -> int:
-    """A free port below the ephemeral range (32768+): an OS-chosen ephemeral port can be taken by one of
-    Ray's many processes before Serve's proxy binds it ("Failed to bind")."""
-    import random
-    import socket
-
-    candidates = random.Random(os.getpid()).sample(range(20000, 30000), 200)
-    for candidate in candidates:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-            return candidate
-    return free_port()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, weights_dir: Path) -> Iterator[Cluster]:
     directory = tmp_path_factory.mktemp("cluster")
     environment = cluster_environment(directory / "data", weights_dir)
-    port = serve_port()
-    log = directory / "cluster.log"
-    env = {**os.environ, **environment, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    env.pop("RAY_ADDRESS", None)  # a local Ray instance of its own
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cluster", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
+    started = start_cluster(environment, directory / "cluster.log", replicas=2, timeout_s=START_TIMEOUT_S)
     try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200 and len(replica_pids()) == 2:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the cluster did not start:\n{log.read_text(errors='replace')[-4000:]}")
-            time.sleep(2)
         settings = Settings(**{k[len("ENHANCE_") :].lower(): v for k, v in environment.items()})  # type: ignore[arg-type]
-        yield Cluster(url=url, process=process, log=log, settings=settings)
+        yield Cluster(url=started.url, process=started.process, log=started.log, settings=settings)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        started.stop()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -208,3 +209,124 @@ def reference_images(seed: int) -> list[str]:
 
     rng = np.random.default_rng(seed)
     return [base64.b64encode(jpeg_bytes(augment("hopper", rng, (90, 180)))).decode() for _ in range(5)]
+
+
+class RetryingClient:
+    """What a well-behaved client does: send to one of the processes (a fresh connection each time), and
+    on a refused connection or a 503 try the next one, up to ``tries`` times in all. Anything else is
+    its final answer (a transport error or a connection closed unanswered: a lost request)."""
+
+    def __init__(self, urls: list[str], tries: int = 20) -> None:
+        self.urls = urls
+        self.tries = tries
+        self.first_answers: Counter[str] = Counter()
+        self.final: Counter[str] = Counter()
+        self.retried = 0
+        self._lock = threading.Lock()
+        self._turn = 0
+
+    def send(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._turn += 1
+            start = self._turn
+        outcome = "lost"
+        for attempt in range(self.tries):
+            url = self.urls[(start + attempt) % len(self.urls)]
+            try:
+                with httpx.Client(timeout=120, headers={"X-API-Key": KEY_A}) as client:
+                    status = str(client.post(f"{url}/v1/phota/enhance", json=body).status_code)
+            except httpx.ConnectError:
+                status = "refused"
+            except httpx.RemoteProtocolError:
+                # Closed before any answer. Not retried: a stopping process answers every request it
+                # accepted a connection for (server/__main__.py), so this counts as a lost request.
+                status = "closed unanswered"
+            except httpx.TransportError as error:
+                status = f"transport error {type(error).__name__}"
+            with self._lock:
+                if attempt == 0:
+                    self.first_answers[status] += 1
+                if attempt == 1:
+                    self.retried += 1
+            if status in ("refused", "503"):
+                time.sleep(0.2)
+                continue
+            outcome = status
+            break
+        with self._lock:
+            self.final[outcome] += 1
+
+
+def serve_port() -> int:
+    """A free port below the ephemeral range (32768+) for Serve's proxy: an OS-chosen ephemeral port can be
+    taken by one of Ray's many processes before the proxy binds it ("Failed to bind")."""
+    import random
+    import socket
+
+    for candidate in random.Random(os.getpid()).sample(range(20000, 30000), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    raise RuntimeError("no free port between 20000 and 30000")
+
+
+def replica_pids() -> list[int]:
+    """The process ids of the cluster's replicas (Ray names them ``ServeReplica:enhance:enhance``)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return sorted(int(line.split()[0]) for line in listing.splitlines() if "ServeReplica:enhance:enhance" in line)
+
+
+@dataclass
+class ClusterProcess:
+    """``python -m server.cluster`` on a local Ray instance of its own, serving on ``url``."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=60)
+
+
+def start_cluster(environment: dict[str, str], log: Path, replicas: int, timeout_s: float = 420) -> ClusterProcess:
+    """Start ``python -m server.cluster`` with ``environment`` (its ``ENHANCE_*`` only, over this process's
+    other variables) and wait until ``/readyz`` answers 200 and ``replicas`` replica processes run."""
+    import sys
+
+    port = serve_port()
+    settings = {key: value for key, value in environment.items() if key.startswith("ENHANCE_")}
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("ENHANCE_")}
+    inherited.pop("RAY_ADDRESS", None)  # a local Ray instance of its own
+    root = Path(__file__).resolve().parents[2]
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cluster", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=root,
+            env={**inherited, "PYTHONPATH": str(root), **settings, "ENHANCE_REPLICAS": str(replicas)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    cluster = ClusterProcess(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            cluster.stop()
+            raise AssertionError(f"the cluster did not start:\n{cluster.tail()}")
+        try:
+            if httpx.get(f"{cluster.url}/readyz", timeout=5).status_code == 200 and len(replica_pids()) == replicas:
+                return cluster
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
