@@ -1,7 +1,7 @@
 """The whole fault suite (tests/test_faults_*.py, marker ``faults``) with the real components, and the table
 of what it measured: fault -> what a client sees -> what is kept -> recovery.
 
-    .venv/bin/python tests/benchmarks/run_faults.py            # every fault (about 5 minutes on 2 cores)
+    .venv/bin/python tests/benchmarks/run_faults.py            # every fault (about 8 minutes on 2 cores)
     .venv/bin/python tests/benchmarks/run_faults.py -k disk    # some of them (pytest's -k)
 
 Runs pytest with ``ENHANCE_FAULTS_FULL=1`` (the tests that CI's sample leaves out run too) and
