@@ -20,7 +20,11 @@ In one run, on the same inputs (centre crops of scikit-image's astronaut photo, 
 * **requests** through the app (``create_app`` with the default settings but ``device=cpu``, called
   with FastAPI's TestClient: JPEG bytes in, JPEG out): a 512×320 JPEG (the whole request against the
   reference network alone), a 512² JPEG → 2048 px (p50 of ``--requests``), and throughput with 1 and 2
-  concurrent clients (photos per minute);
+  concurrent clients on 512² photos: rounds that alternate one client (2 photos back to back) and two
+  (2 each), so that both see the same machine, each with its photos per minute, the CPU seconds this
+  process spent per photo (every thread counted; what a photo costs whatever else runs) and the load
+  average, then the CPU-time bound of the usable cores (cores × 60 / CPU s per photo, labelled as
+  derived). ``--clients-only`` runs only these rounds: ``taskset -c 0`` in front gives one core;
 * **memory**: peak resident memory (VmHWM) of one 512² upscale in a fresh process per precision
   (fp32 NCHW: the service before issue 19).
 
@@ -28,9 +32,11 @@ Targets (issue 19): the 512×320 request ≥ 2.2× faster than the reference net
 of the bfloat16 peak; 512² → 2048 px ≤ 30 s p50; outputs ≥ 45 dB PSNR against float32. Each figure is
 printed with the load average (other processes share the cores). Prints a markdown table.
 
-    python tests/benchmarks/bench_cpu.py [--quick] [--rounds N] [--requests N] [--no-memory] [--json FILE]
+    python tests/benchmarks/bench_cpu.py [--quick] [--rounds N] [--requests N] [--client-rounds N]
+        [--clients-only] [--no-app] [--no-memory] [--json FILE]
 
-About 6-8 minutes on two quiet cores (``--quick``: one round, no memory or two-client runs, 2-3 min).
+About 8-10 minutes on two quiet cores (``--quick``: one round, no memory or client rounds, 2-3 min;
+``--clients-only``: about 100 s a round on two quiet cores, twice that on one).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import io
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -228,8 +235,16 @@ def post(client: Any, blob: bytes) -> tuple[float, dict[str, Any]]:
     return seconds, json.loads(response.headers["X-Enhance-Parameters"])
 
 
-def concurrent(client: Any, blob: bytes, clients: int, each: int) -> dict[str, float]:
-    """``clients`` threads sending ``each`` requests back to back: photos per minute and latencies."""
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread (the app's, the network's, OpenMP's) counted."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def clients_phase(client: Any, blob: bytes, clients: int, each: int) -> dict[str, Any]:
+    """``clients`` threads sending ``each`` requests back to back: photos per minute (wall), CPU
+    seconds of this process per photo (what the photos cost, whatever else runs on the machine),
+    latencies and the load average before and after."""
     latencies: list[float] = []
     errors: list[BaseException] = []
 
@@ -240,6 +255,7 @@ def concurrent(client: Any, blob: bytes, clients: int, each: int) -> dict[str, f
         except BaseException as exc:  # reported below
             errors.append(exc)
 
+    load_before, cpu_before = load_average(), cpu_seconds()
     started = time.perf_counter()
     threads = [threading.Thread(target=loop) for _ in range(clients)]
     for thread in threads:
@@ -249,32 +265,55 @@ def concurrent(client: Any, blob: bytes, clients: int, each: int) -> dict[str, f
     wall = time.perf_counter() - started
     if errors:
         raise errors[0]
-    return {"photos_per_minute": 60 * len(latencies) / wall, "p50_s": statistics.median(latencies), "wall_s": wall}
+    return {
+        "clients": clients,
+        "photos": len(latencies),
+        "wall_s": wall,
+        "photos_per_minute": 60 * len(latencies) / wall,
+        "cpu_s_per_photo": (cpu_seconds() - cpu_before) / len(latencies),
+        "p50_s": statistics.median(latencies),
+        "load": f"{load_before.split()[0]} -> {load_average().split()[0]}",
+    }
 
 
-def requests_through_app(requests: int, two_clients: bool) -> dict[str, Any]:
+def throughput(client: Any, blob: bytes, rounds: int) -> list[dict[str, Any]]:
+    """1 and 2 concurrent clients, alternated for ``rounds`` rounds (1 client sending 2 photos back to
+    back, then 2 clients sending 2 each), so that both see the same machine: on a shared machine the
+    load drifts by minutes, and two phases run one after the other compare the load, not the clients.
+    """
+    phases = []
+    for index in range(rounds):
+        for clients, each in ((1, 2), (2, 2)):
+            phase = clients_phase(client, blob, clients, each) | {"round": index + 1}
+            log(
+                f"round {index + 1}, {clients} client(s): {phase['photos_per_minute']:.2f} photos/min, "
+                f"{phase['cpu_s_per_photo']:.1f} CPU s per photo"
+            )
+            phases.append(phase)
+    return phases
+
+
+def requests_through_app(requests: int, clients_rounds: int, one_off: bool = True) -> dict[str, Any]:
+    """``one_off``: the 512×320 request and the 512² p50; ``clients_rounds``: rounds of 1 against 2
+    concurrent clients on 512² photos (0: none)."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp, app_client(Path(tmp)) as client:
         small, square = jpeg(photo(320, 512)), jpeg(photo(512, 512))
         post(client, small)  # warm-up: first-call costs (allocator, oneDNN primitives)
         seconds, header = post(client, small)
-        results["request_512x320_s"] = seconds
         results["dtype"] = header["dtype"]
-        results["header_512x320"] = {k: header.get(k) for k in ("input", "network_input", "output")}
-        log(f"512x320 request {seconds:.2f} s ({results['dtype']})")
-        latencies = []
-        for index in range(requests):
-            seconds, header = post(client, square)
-            latencies.append(seconds)
-            log(f"512² → {header.get('output')} request {index + 1}: {seconds:.2f} s")
-        results["request_512_s"] = latencies
-        results["one_client"] = {
-            "photos_per_minute": 60 / statistics.mean(latencies),
-            "p50_s": statistics.median(latencies),
-        }
-        if two_clients:
-            results["two_clients"] = concurrent(client, square, clients=2, each=2)
-            log(f"2 clients: {results['two_clients']['photos_per_minute']:.2f} photos/min")
+        if one_off:
+            results["request_512x320_s"] = seconds
+            results["header_512x320"] = {k: header.get(k) for k in ("input", "network_input", "output")}
+            log(f"512x320 request {seconds:.2f} s ({results['dtype']})")
+            latencies = []
+            for index in range(requests):
+                seconds, header = post(client, square)
+                latencies.append(seconds)
+                log(f"512² → {header.get('output')} request {index + 1}: {seconds:.2f} s")
+            results["request_512_s"] = latencies
+        if clients_rounds:
+            results["clients"] = throughput(client, square, clients_rounds)
     return results
 
 
@@ -323,15 +362,12 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def report(results: dict[str, Any]) -> str:
+def network_report(results: dict[str, Any]) -> list[str]:
     peak = results["peak_gflops"]
     net = results["network"]
     pixels = net["pixels"]
     ref_best = min(net["times"]["reference"])
     lines = [
-        f"CPU: {results['cpu']}; {results['threads']} threads; torch {results['torch']}; "
-        f"load average at start {results['load_start']}, at end {results['load_end']}",
-        "",
         f"Matrix-product peak (2048²): bf16 {peak['bf16']:.0f} GFLOP/s, fp32 {peak['fp32']:.0f} GFLOP/s",
         "",
         "| x4plus on a 512×320 photo | precision | best s | median s | GFLOP/s | share of peak | vs reference"
@@ -363,24 +399,61 @@ def report(results: dict[str, Any]) -> str:
             f"{b['batch_of_2_s']:.2f} s, "
             f"two batches of 1 {b['two_batches_of_1_s']:.2f} s",
         ]
+    return lines
+
+
+def clients_report(phases: list[dict[str, Any]], cores: int) -> list[str]:
+    lines = [
+        "| 512² JPEG → 2048², round | clients | photos | photos/min | CPU s per photo | p50 s | load average |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in phases:
+        lines.append(
+            f"| {p['round']} | {p['clients']} | {p['photos']} | {p['photos_per_minute']:.2f} "
+            f"| {p['cpu_s_per_photo']:.1f} | {p['p50_s']:.1f} | {p['load']} |"
+        )
+    one = [p for p in phases if p["clients"] == 1]
+    two = [p for p in phases if p["clients"] == 2]
+    ratios = [b["photos_per_minute"] / a["photos_per_minute"] for a, b in zip(one, two, strict=True)]
+    cpu_one = statistics.median(p["cpu_s_per_photo"] for p in one)
+    cpu_two = statistics.median(p["cpu_s_per_photo"] for p in two)
+    best = min(cpu_one, cpu_two)
+    lines += [
+        "",
+        f"2 clients against 1 (photos/min, each round against the 1-client phase just before it): "
+        f"{', '.join(f'{r:.2f}×' for r in ratios)}; CPU s per photo (median) 1 client {cpu_one:.1f}, "
+        f"2 clients {cpu_two:.1f} ({cpu_two / cpu_one:.2f}×).",
+        f"CPU-time bound on {cores} core(s) with nothing else on them: {cores} × 60 / {best:.1f} CPU s = "
+        f"{cores * 60 / best:.2f} photos/min (derived from CPU time, not a wall-clock measurement; other "
+        f"processes sharing the cores inflate the CPU time too, so it errs low).",
+    ]
+    return lines
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [
+        f"CPU: {results['cpu']}; {results['threads']} threads on {results['cores']} usable core(s); "
+        f"torch {results['torch']}; load average at start {results['load_start']}, at end {results['load_end']}",
+        "",
+    ]
+    if "network" in results:
+        lines += network_report(results)
     if "app" in results:
         app = results["app"]
-        p50 = statistics.median(app["request_512_s"])
-        lines += [
-            "",
-            f"| request through the app ({app['dtype']}) | figure | target |",
-            "| --- | --- | --- |",
-            f"| 512×320 JPEG, whole request (network input {app['header_512x320']['network_input']}) "
-            f"| {app['request_512x320_s']:.2f} s = "
-            f"{ref_best / app['request_512x320_s']:.2f}× faster than the reference network alone | ≥ 2.2× |",
-            f"| 512² JPEG → 2048 px, p50 of {len(app['request_512_s'])} | {p50:.2f} s | ≤ 30 s |",
-            f"| 1 client | {app['one_client']['photos_per_minute']:.2f} photos/min | |",
-        ]
-        if "two_clients" in app:
-            two = app["two_clients"]
-            lines.append(
-                f"| 2 concurrent clients | {two['photos_per_minute']:.2f} photos/min (p50 {two['p50_s']:.1f} s) | |"
-            )
+        if "request_512_s" in app:
+            ref_best = min(results["network"]["times"]["reference"])
+            p50 = statistics.median(app["request_512_s"])
+            lines += [
+                "",
+                f"| request through the app ({app['dtype']}) | figure | target |",
+                "| --- | --- | --- |",
+                f"| 512×320 JPEG, whole request (network input {app['header_512x320']['network_input']}) "
+                f"| {app['request_512x320_s']:.2f} s = "
+                f"{ref_best / app['request_512x320_s']:.2f}× faster than the reference network alone | ≥ 2.2× |",
+                f"| 512² JPEG → 2048 px, p50 of {len(app['request_512_s'])} | {p50:.2f} s | ≤ 30 s |",
+            ]
+        if "clients" in app:
+            lines += ["", *clients_report(app["clients"], results["cores"])]
     if "memory" in results:
         lines += [
             "",
@@ -407,12 +480,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one round; no batching, two-client or memory runs")
     parser.add_argument("--rounds", type=int, default=2, help="interleaved network rounds, best taken (default 2)")
     parser.add_argument("--requests", type=int, default=3, help="512² requests for the p50 (default 3)")
+    parser.add_argument(
+        "--client-rounds", type=int, default=2, help="rounds of 1 against 2 concurrent clients (default 2)"
+    )
+    parser.add_argument(
+        "--clients-only",
+        action="store_true",
+        help="only the 1 against 2 clients rounds (e.g. under `taskset -c 0` for one core)",
+    )
     parser.add_argument("--no-app", action="store_true", help="skip the requests through the app")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.requests, args.no_memory = 1, 1, True
+        args.rounds, args.requests, args.client_rounds, args.no_memory = 1, 1, 0, True
     if not os.environ.get("OMP_NUM_THREADS"):
         torch.set_num_threads(usable_cpus())
     settings = Settings(device="cpu")  # type: ignore[call-arg]
@@ -420,6 +501,7 @@ def main() -> None:
     auto = choose_precision("auto", CPU, detect_capabilities(CPU))
     results: dict[str, Any] = {
         "cpu": cpu_name(),
+        "cores": usable_cpus(),
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "load_start": load_average(),
@@ -427,25 +509,28 @@ def main() -> None:
         "auto": f"{auto.name}: {auto.reason}",
     }
     log(f"auto precision here: {auto.name} ({auto.reason}); CPU tile {tile}, overlap {overlap}")
-    results["peak_gflops"] = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
-    log(f"matmul peak at start {results['peak_gflops']}")
-    results["network"] = network_rounds(args.rounds, tile, overlap)
-    if not args.quick:
-        results["batching_tile"] = min(tile, 128)
-        results["batching"] = batching(results["batching_tile"], auto)
-        log(f"batching {results['batching']}")
-    if not args.no_app:
-        results["app"] = requests_through_app(args.requests, two_clients=not args.quick)
-    if not args.no_memory:
-        fp32 = PrecisionChoice("fp32", torch.float32, "fp32", "")
-        results["memory"] = {"fp32, NCHW (before issue 19)": peak_memory(fp32, tile, overlap, channels_last=False)}
-        if auto.name != "fp32":
-            results["memory"][f"{auto.name}, channels_last (auto)"] = peak_memory(auto, tile, overlap, True)
-        log(f"memory {results['memory']}")
-    # The peak again at the end (best of both): a busy moment at the start must not inflate the shares.
-    for dtype, key in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
-        results["peak_gflops"][key] = max(results["peak_gflops"][key], matmul_peak(dtype))
-    log(f"matmul peak, best of start and end {results['peak_gflops']}")
+    if args.clients_only:
+        results["app"] = requests_through_app(0, max(1, args.client_rounds), one_off=False)
+    else:
+        results["peak_gflops"] = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32)}
+        log(f"matmul peak at start {results['peak_gflops']}")
+        results["network"] = network_rounds(args.rounds, tile, overlap)
+        if not args.quick:
+            results["batching_tile"] = min(tile, 128)
+            results["batching"] = batching(results["batching_tile"], auto)
+            log(f"batching {results['batching']}")
+        if not args.no_app:
+            results["app"] = requests_through_app(args.requests, args.client_rounds)
+        if not args.no_memory:
+            fp32 = PrecisionChoice("fp32", torch.float32, "fp32", "")
+            results["memory"] = {"fp32, NCHW (before issue 19)": peak_memory(fp32, tile, overlap, channels_last=False)}
+            if auto.name != "fp32":
+                results["memory"][f"{auto.name}, channels_last (auto)"] = peak_memory(auto, tile, overlap, True)
+            log(f"memory {results['memory']}")
+        # The peak again at the end (best of both): a busy moment at the start must not inflate the shares.
+        for dtype, key in ((torch.bfloat16, "bf16"), (torch.float32, "fp32")):
+            results["peak_gflops"][key] = max(results["peak_gflops"][key], matmul_peak(dtype))
+        log(f"matmul peak, best of start and end {results['peak_gflops']}")
     results["load_end"] = load_average()
     print(report(results))
     if args.json:
