@@ -139,7 +139,9 @@ def test_leave_faces_alone_keeps_the_face_as_in_the_input(x4plus_cpu: SRModel) -
 
 
 def test_variations_are_distinct_and_deterministic(x4plus_cpu: SRModel) -> None:
-    rgb = to_float(skdata.chelsea()[100:140, 150:200])
+    # The cat's eye and fur: the variations differ where the input has detail to restore (on a flat
+    # crop "inferred" and "natural" are both faithful, and close).
+    rgb = to_float(skdata.chelsea()[60:100, 80:130])
     options = EnhanceOptions(num_outputs=4, target_long_side=100, network_max_side=64, tile=64, detect_faces=False)
     first = enhance_image(rgb, None, x4plus_cpu, options)
     second = enhance_image(rgb, None, x4plus_cpu, options)

@@ -132,6 +132,71 @@ def sharpen(x: torch.Tensor, *, amount: float, sigma: float) -> torch.Tensor:
     return (x + y.sub_(gaussian_blur(y, sigma)).mul_(amount)).clamp_(0.0, 1.0)
 
 
+def _smoothstep(x: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    t = ((x - low) / (high - low)).clamp_(0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
+def detail_map(
+    source: torch.Tensor,
+    restored: torch.Tensor,
+    noise_sigma: float,
+    *,
+    texture: tuple[float, float] = (0.005, 0.04),
+    disagreement: tuple[float, float] = (0.01, 0.03),
+    window: float = 1.5,
+    smoothing: float = 2.0,
+) -> torch.Tensor:
+    """Where the network has something to restore: (1, 1, h, w) in [0, 1] at ``source``'s size.
+
+    ``source`` is the network's input (1, 3, h, w), ``restored`` its output (any larger size) and
+    ``noise_sigma`` the input's measured noise (8-bit units). Two measures on luma, each a local RMS
+    over a Gaussian ``window`` (input pixels):
+
+    * texture: the input's own fine detail (luma minus its σ = 1 blur) above what the noise alone
+      explains; ``texture`` = (none, full) in [0, 1] units. Skies, gradients, smooth skin and blurred
+      backgrounds read 0.
+    * disagreement: the network's output, downscaled back, against the input, beyond the noise; where
+      it disagrees (``disagreement`` = (starts, full)) the network invented or moved structure (moiré,
+      banding, a misread pattern), so its detail is not trusted there.
+
+    The map is texture × (1 − disagreement), blurred by ``smoothing`` input pixels so that no seam
+    appears where the output's blend changes.
+    """
+    sigma = noise_sigma / 255.0
+    y = luma(source)
+    fine = y - gaussian_blur(y, 1.0)
+    energy = gaussian_blur(fine.mul_(fine), window).sqrt_()
+    trust = _smoothstep(energy.sub_(sigma), *texture)
+    down = luma(resize(restored, source.shape[-2], source.shape[-1])).sub_(y)
+    off = gaussian_blur(down.mul_(down), window).sqrt_()
+    trust.mul_(1.0 - _smoothstep(off.sub_(sigma), *disagreement))
+    return gaussian_blur(trust, smoothing).clamp_(0.0, 1.0)
+
+
+def local_range(
+    reference: torch.Tensor, height: int, width: int, *, radius: int = 1, margin: float = 0.02, share: float = 0.1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The range an output pixel may take, (low, high) at (``height``, ``width``): the minimum and
+    maximum of ``reference`` (the network's input, (1, C, h, w)) over a (2·``radius`` + 1)² window
+    around each input pixel, interpolated to the output's size and widened by ``margin`` plus
+    ``share`` of the range itself (so strong edges may steepen, not ring)."""
+    window = 2 * radius + 1
+    high = F.max_pool2d(reference, window, stride=1, padding=radius)
+    low = -F.max_pool2d(-reference, window, stride=1, padding=radius)
+    high = F.interpolate(high, size=(height, width), mode="bilinear", align_corners=False)
+    low = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+    slack = (high - low).mul_(share).add_(margin)
+    return low.sub_(slack), high.add_(slack)
+
+
+def limit_overshoot(x: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """``x`` with every pixel clamped into ``bounds`` (:func:`local_range`): no halo or ringing beyond
+    what the input's neighbourhood holds. In place."""
+    low, high = bounds
+    return x.clamp_(min=low, max=high)
+
+
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     x = x.clamp(0.0, 1.0)
     return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)

@@ -38,7 +38,10 @@ class PlanParameters:
 class OutputParameters:
     """Parameters of one output.
 
-    ``strength``: blend of the network's output over a bicubic upscale (1 = network alone).
+    ``strength``: blend of the network's output over a bicubic upscale (1 = network alone) where the
+    input has detail to restore; ``flat_strength``: the blend where it has none (skies, gradients,
+    smooth skin, blurred backgrounds), never above ``strength``; in between, the detail map decides per
+    pixel (``models.pipeline._ops.detail_map``).
     ``fidelity``: weight of iterative back-projection onto the network's input (restores the input's
     exact coarse content: more faithful on clean inputs); ``fidelity_smoothing``: Gaussian sigma, in
     input pixels, of the back-projected residual (0 re-injects everything, noise included; larger
@@ -49,6 +52,7 @@ class OutputParameters:
     """
 
     strength: float = 1.0
+    flat_strength: float = 1.0
     fidelity: float = 0.0
     fidelity_smoothing: float = 0.0
     grain: float = 0.0
@@ -65,22 +69,25 @@ class RestorationRow:
 
     score: float
     strength: float
+    flat_strength: float
     fidelity: float
     fidelity_smoothing: float
     sharpen: float
 
 
 # Degradation score 0 = clean, 1 = very noisy or heavily compressed (see ``degradation_score``).
-# Chosen on the tuning half of tests/scene_photos.py (tests/benchmarks/bench_quality.py, 256 px
-# originals from 64 px inputs): on clean inputs full back-projection and a 0.5 blend keep the photo
-# faithful (the network's invented texture costs PSNR on foliage, skies and bokeh) while the network's
-# detail keeps it natural (NIQE below Lanczos); on degraded inputs the back-projected residual is
-# smoothed (3 input px) so noise and JPEG blocks stay out, and sharpening 0.3 brings NIQE below the
-# full-strength network's while PSNR stays above it.
+# Chosen on the tuning half of tests/scene_photos.py (tests/benchmarks/bench_quality.py, 512 px
+# originals from 128 px inputs): on clean inputs the network's detail goes where the input has texture
+# it agrees with (0.75) and a quarter of it elsewhere, with full back-projection (its invented texture
+# costs PSNR on skies, bokeh and misread patterns); on degraded inputs the network alone restores the
+# detailed parts and three quarters of it the flat ones (where it mostly removes noise and blocks),
+# with the back-projected residual smoothed (3 input px) so that noise and JPEG blocks stay out.
+# Sharpening is uniform (a prompt's "sharper" sharpens everything); the overshoot limit keeps it from
+# ringing.
 RESTORATION_TABLE: tuple[RestorationRow, ...] = (
-    RestorationRow(score=0.0, strength=0.5, fidelity=1.0, fidelity_smoothing=0.0, sharpen=0.1),
-    RestorationRow(score=0.3, strength=0.75, fidelity=0.6, fidelity_smoothing=3.0, sharpen=0.3),
-    RestorationRow(score=1.0, strength=0.75, fidelity=0.4, fidelity_smoothing=3.0, sharpen=0.3),
+    RestorationRow(score=0.0, strength=0.75, flat_strength=0.25, fidelity=1.0, fidelity_smoothing=0.0, sharpen=0.1),
+    RestorationRow(score=0.3, strength=1.0, flat_strength=0.75, fidelity=0.6, fidelity_smoothing=3.0, sharpen=0.3),
+    RestorationRow(score=1.0, strength=1.0, flat_strength=0.75, fidelity=0.4, fidelity_smoothing=3.0, sharpen=0.3),
 )
 
 
@@ -155,12 +162,22 @@ VARIATIONS: tuple[Variation, ...] = (
     Variation(
         "natural",
         "gentler and more faithful: a quarter of the inferred blend, full back-projection, no sharpening",
-        (Change("strength", "mul", 0.25), Change("fidelity", "max", 0.8), Change("sharpen", "set", 0.0)),
+        (
+            Change("strength", "mul", 0.25),
+            Change("flat_strength", "mul", 0.25),
+            Change("fidelity", "max", 0.8),
+            Change("sharpen", "set", 0.0),
+        ),
     ),
     Variation(
         "detail",
-        "stronger detail: the network at full strength, less back-projection, extra sharpening",
-        (Change("strength", "set", 1.0), Change("fidelity", "mul", 0.5), Change("sharpen", "add", 0.35)),
+        "stronger detail: the network at full strength everywhere, less back-projection, extra sharpening",
+        (
+            Change("strength", "set", 1.0),
+            Change("flat_strength", "set", 1.0),
+            Change("fidelity", "mul", 0.5),
+            Change("sharpen", "add", 0.35),
+        ),
     ),
     Variation(
         "tone",
@@ -176,6 +193,7 @@ _PLAN_FIELDS = {f.name for f in fields(PlanParameters)}
 _OUTPUT_FIELDS = {f.name for f in fields(OutputParameters)}
 _LIMITS: dict[str, tuple[float, float]] = {
     "strength": (0.0, 1.0),
+    "flat_strength": (0.0, 1.0),
     "fidelity": (0.0, 1.0),
     "fidelity_smoothing": (0.0, 8.0),
     "grain": (0.0, 1.0),
@@ -241,6 +259,7 @@ def restoration_at(score: float, table: tuple[RestorationRow, ...] = RESTORATION
             return RestorationRow(
                 score=score,
                 strength=lo.strength + t * (hi.strength - lo.strength),
+                flat_strength=lo.flat_strength + t * (hi.flat_strength - lo.flat_strength),
                 fidelity=lo.fidelity + t * (hi.fidelity - lo.fidelity),
                 fidelity_smoothing=lo.fidelity_smoothing + t * (hi.fidelity_smoothing - lo.fidelity_smoothing),
                 sharpen=lo.sharpen + t * (hi.sharpen - lo.sharpen),
@@ -301,6 +320,7 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
     row = restoration_at(score)
     base = OutputParameters(
         strength=row.strength,
+        flat_strength=row.flat_strength,
         fidelity=row.fidelity,
         fidelity_smoothing=row.fidelity_smoothing,
         sharpen=row.sharpen,

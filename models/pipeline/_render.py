@@ -13,7 +13,17 @@ import torch
 
 from models.analysis import ImageAnalysis
 from models.pipeline._explain import NetworkRun, RenderTimings
-from models.pipeline._ops import adjust_tone, back_project, ellipse_mask, gaussian_blur, resize, sharpen
+from models.pipeline._ops import (
+    adjust_tone,
+    back_project,
+    detail_map,
+    ellipse_mask,
+    gaussian_blur,
+    limit_overshoot,
+    local_range,
+    resize,
+    sharpen,
+)
 from models.pipeline._policy import VARIATIONS, EnhancePlan, OutputParameters, Variation, output_size
 from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner, upscale
 
@@ -21,6 +31,10 @@ from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner, upscale
 _SHARPEN_SIGMA_PER_INPUT_PIXEL = 0.375
 # The pre-network denoise filter's radius, in network-input pixels.
 _DENOISE_SIGMA = 1.0
+# The tone guard's back-projection: the residual at and above this scale (network-input pixels) is
+# put back in full where the input has detail; where it has none, above the output's own
+# ``fidelity_smoothing`` (noise and blocks stay out). What the blurred-ΔE score measures.
+_TONE_SMOOTHING = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,8 +140,21 @@ def request_device_bytes(
     net_px = net_size[0] * net_size[1]
     out_px = out_size[0] * out_size[1]
     canvas = net_px * scale * scale * 4 * (3 + 1 + 3 * 1.3)  # colour and weight sums, tile outputs
-    render = out_px * 4 * 3 * 7 + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
+    # Seven three-channel float buffers, the detail map and the overshoot bounds (seven more planes).
+    render = out_px * 4 * (3 * 7 + 7) + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
     return int(canvas + render)
+
+
+def _keep_tone(out: torch.Tensor, reference: torch.Tensor, detail: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """``out`` back-projected in full onto ``reference`` at coarse scales: what the network shifted in
+    tone and colour is taken back. Where ``detail`` is 1 the residual above ``_TONE_SMOOTHING`` input
+    pixels returns; where it is 0, only above ``smoothing`` (the output's fidelity smoothing, so the
+    noise and blocks of a degraded input stay out of its flat parts)."""
+    fine = back_project(out, reference, weight=1.0, smoothing=_TONE_SMOOTHING)
+    coarse = smoothing > _TONE_SMOOTHING
+    if not coarse:
+        return fine
+    return torch.lerp(back_project(out, reference, weight=1.0, smoothing=smoothing), fine, detail)
 
 
 def _to_host_uint8(image: torch.Tensor) -> np.ndarray:
@@ -224,11 +251,16 @@ def super_resolve(
         if alpha is not None:
             alpha_t = torch.from_numpy(np.ascontiguousarray(alpha)).to(device)[None, None]
             alpha_out = _to_host_uint8(resize(alpha_t, out_h, out_w).clamp_(0.0, 1.0))
+        # Where the input has detail the network may restore (per pixel, smooth), and the range each
+        # output pixel may take: computed once, shared by every output.
+        detail = resize(detail_map(raw_input, restored_net, analysis.noise_sigma), out_h, out_w).clamp_(0.0, 1.0)
+        bounds = local_range(network_input, out_h, out_w)
         images = []
         for variation, params in decided.outputs:
             if cancel is not None:
                 cancel.raise_if_cancelled()
-            out = torch.lerp(base, restored, params.strength)
+            flat = min(params.flat_strength, params.strength)
+            out = torch.lerp(base, restored, detail * (params.strength - flat) + flat)
             if params.grain > 0:
                 if removed is None:
                     removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
@@ -236,7 +268,9 @@ def super_resolve(
             out = back_project(
                 out.clamp_(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
             )
+            out = _keep_tone(out, network_input, detail, params.fidelity_smoothing)
             out = sharpen(out, amount=params.sharpen, sigma=sharpen_sigma)
+            out = limit_overshoot(out, bounds)
             if face_mask is not None:
                 out = torch.lerp(out, base, face_mask)
             out = adjust_tone(

@@ -158,6 +158,7 @@ INTENTS: tuple[Intent, ...] = (
             _c("fidelity", "mul", 0.5),
             _c("fidelity_smoothing", "max", 3.0),
             _c("strength", "set", 1.0),
+            _c("flat_strength", "set", 1.0),
         ),
         negation="keep_grain",
     ),

@@ -1,0 +1,140 @@
+"""Region-adaptive restoration on a real photo: the detail map (network where the input has detail it
+agrees with, the faithful path elsewhere), the overshoot limit, and both through the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from models.pipeline import EnhanceOptions, analyse, infer_parameters, super_resolve
+from models.pipeline._ops import detail_map, limit_overshoot, local_range, resize, sharpen
+from models.pipeline._policy import RESTORATION_TABLE, VARIATIONS
+from models.sr import SRModel
+from tests.benchmarks.bench_quality import overshoot
+from tests.conftest import to_float
+
+# scikit-image's rocket at 160×107: a dusk sky (a smooth gradient) behind lattice towers (fine texture
+# and strong edges against the sky, where halos show).
+SKY = (slice(8, 40), slice(60, 130))
+LATTICE = (slice(60, 95), slice(0, 20))
+
+
+@pytest.fixture(scope="module")
+def rocket() -> np.ndarray:
+    return np.asarray(Image.fromarray(skdata.rocket()).resize((160, 107), Image.Resampling.LANCZOS))
+
+
+def tensor(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(to_float(rgb))).permute(2, 0, 1)[None]
+
+
+def upscaled(x: torch.Tensor) -> torch.Tensor:
+    return resize(x, x.shape[-2] * 4, x.shape[-1] * 4).clamp(0.0, 1.0)
+
+
+def test_detail_map_is_low_on_the_sky_and_high_on_the_lattice(rocket: np.ndarray) -> None:
+    source = tensor(rocket)
+    detail = detail_map(source, upscaled(source), noise_sigma=1.0)[0, 0]
+    assert detail.shape == source.shape[-2:]
+    assert float(detail[SKY].mean()) < 0.15
+    assert float(detail[LATTICE].mean()) > 0.5
+
+
+def test_noise_on_the_sky_is_not_read_as_detail(rocket: np.ndarray) -> None:
+    noisy = np.clip(rocket + np.random.default_rng(0).normal(0, 8.0, rocket.shape), 0, 255).astype(np.uint8)
+    source = tensor(noisy)
+    told = detail_map(source, upscaled(source), noise_sigma=8.0)[0, 0]
+    untold = detail_map(source, upscaled(source), noise_sigma=0.0)[0, 0]
+    assert float(told[SKY].mean()) < 0.3
+    # Without the noise level the same grain looks like texture: the noise term is what keeps it out.
+    assert float(untold[SKY].mean()) > float(told[SKY].mean()) + 0.2
+
+
+def test_where_the_network_disagrees_with_the_input_its_detail_is_not_trusted(rocket: np.ndarray) -> None:
+    source = tensor(rocket)
+    agreeing = upscaled(source)
+    # A network that misread the lattice: a strong invented pattern, 2 input pixels per period.
+    ys, xs = torch.meshgrid(torch.arange(agreeing.shape[-2]), torch.arange(agreeing.shape[-1]), indexing="ij")
+    pattern = 0.25 * torch.sign(torch.sin(ys * torch.pi / 4) * torch.sin(xs * torch.pi / 4))
+    misread = (agreeing + pattern).clamp(0.0, 1.0)
+    trusted = detail_map(source, agreeing, noise_sigma=1.0)[0, 0]
+    distrusted = detail_map(source, misread, noise_sigma=1.0)[0, 0]
+    assert float(distrusted[LATTICE].mean()) < 0.5 * float(trusted[LATTICE].mean())
+
+
+def test_the_detail_map_is_smooth_enough_to_leave_no_seam(rocket: np.ndarray) -> None:
+    source = tensor(rocket)
+    detail = resize(detail_map(source, upscaled(source), noise_sigma=1.0), 428, 640)[0, 0]
+    # Output pixels are 4 per input pixel: the blend may not jump between neighbours.
+    steps = max(float(detail.diff(dim=0).abs().max()), float(detail.diff(dim=1).abs().max()))
+    assert steps < 0.08
+
+
+def test_the_limit_removes_halos_along_the_towers_edges(rocket: np.ndarray) -> None:
+    source = tensor(rocket)
+    oversharpened = sharpen(upscaled(source), amount=2.0, sigma=1.5)
+    limited = limit_overshoot(oversharpened.clone(), local_range(source, 428, 640))
+
+    def as_u8(x: torch.Tensor) -> np.ndarray:
+        return (x[0].permute(1, 2, 0).numpy() * 255).round().clip(0, 255).astype(np.uint8)
+
+    original_size = np.asarray(Image.fromarray(skdata.rocket()).resize((640, 428), Image.Resampling.LANCZOS))
+    before, after = overshoot(as_u8(oversharpened), original_size), overshoot(as_u8(limited), original_size)
+    assert after < 0.9 * before
+    low, high = local_range(source, 428, 640)
+    assert bool((limited >= low - 1e-6).all()) and bool((limited <= high + 1e-6).all())
+
+
+def test_the_pipeline_restores_the_lattice_and_leaves_the_sky_faithful(rocket: np.ndarray, x4plus_cpu: SRModel) -> None:
+    small = to_float(rocket)
+    options = EnhanceOptions(num_outputs=1, target_long_side=640, network_max_side=160, tile=160, detect_faces=False)
+    measured = analyse(small, detect=False)
+    decided = infer_parameters(measured, None, 1)
+    variation, params = decided.outputs[0]
+    assert params.flat_strength < params.strength
+
+    def render(flat_strength: float, strength: float) -> np.ndarray:
+        changed = replace(params, flat_strength=flat_strength, strength=strength)
+        plan = replace(decided, outputs=((variation, changed),))
+        return super_resolve(small, None, measured, plan, x4plus_cpu, options).images[0].rgb.astype(np.float32) / 255
+
+    adaptive = render(params.flat_strength, params.strength)
+    flat_out = render(params.strength, params.strength)  # one strength everywhere
+    base = render(0.0, 0.0)  # no network at all: the faithful path alone
+
+    source = tensor(rocket)
+    detail = resize(detail_map(source, upscaled(source), noise_sigma=measured.noise_sigma), *adaptive.shape[:2])[0, 0]
+    textured, flat = detail.numpy() > 0.8, detail.numpy() < 0.05
+    assert textured.mean() > 0.02 and flat.mean() > 0.3
+
+    def share(where: np.ndarray) -> float:
+        """How much of the uniform blend's network contribution the adaptive output keeps there."""
+        return float(np.abs(adaptive - base)[where].mean() / np.abs(flat_out - base)[where].mean())
+
+    # Where the input has detail the network's share stays high (below 1 where the network's output
+    # disagrees with the input: the pipeline's map also weighs that); where it has none, the share falls
+    # to flat_strength / strength (a third, here).
+    print(f"share of the uniform blend's change: textured {share(textured):.2f}, flat {share(flat):.2f}")
+    assert share(textured) > 0.6 and share(flat) < 0.4
+    # And the output stays inside the input's neighbourhood: nothing beyond the limit's bounds.
+    low, high = local_range(tensor(rocket), *adaptive.shape[:2])
+    out = torch.from_numpy(adaptive).permute(2, 0, 1)[None]
+    assert float((out - high).max()) <= 1 / 255 + 1e-6
+    assert float((low - out).max()) <= 1 / 255 + 1e-6
+
+
+def test_flat_strength_follows_the_variations(rocket: np.ndarray) -> None:
+    from models.analysis import analyse_image
+
+    assert all(row.flat_strength <= row.strength for row in RESTORATION_TABLE)
+    decided = infer_parameters(analyse_image(to_float(rocket), detect=False), None, len(VARIATIONS))
+    by_name = {variation.name: params for variation, params in decided.outputs}
+    inferred = by_name["inferred"]
+    assert inferred.flat_strength < inferred.strength
+    assert by_name["natural"].flat_strength == pytest.approx(inferred.flat_strength * 0.25)
+    assert by_name["detail"].flat_strength == by_name["detail"].strength == 1.0
