@@ -145,16 +145,19 @@ def request_device_bytes(
     return int(canvas + render)
 
 
-def _keep_tone(out: torch.Tensor, reference: torch.Tensor, detail: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """``out`` back-projected in full onto ``reference`` at coarse scales: what the network shifted in
-    tone and colour is taken back. Where ``detail`` is 1 the residual above ``_TONE_SMOOTHING`` input
-    pixels returns; where it is 0, only above ``smoothing`` (the output's fidelity smoothing, so the
-    noise and blocks of a degraded input stay out of its flat parts)."""
-    fine = back_project(out, reference, weight=1.0, smoothing=_TONE_SMOOTHING)
-    coarse = smoothing > _TONE_SMOOTHING
-    if not coarse:
+def _keep_tone(
+    out: torch.Tensor, reference: torch.Tensor, detail: torch.Tensor, smoothing: float, weight: float
+) -> torch.Tensor:
+    """``out`` back-projected onto ``reference`` with ``weight`` at coarse scales: what the network
+    shifted in tone and colour is taken back. Where ``detail`` is 1 the residual above
+    ``_TONE_SMOOTHING`` input pixels returns; where it is 0, only above ``smoothing`` (the output's
+    fidelity smoothing, so the noise and blocks of a degraded input stay out of its flat parts)."""
+    if weight <= 0:
+        return out
+    fine = back_project(out, reference, weight=weight, smoothing=_TONE_SMOOTHING)
+    if smoothing <= _TONE_SMOOTHING:
         return fine
-    return torch.lerp(back_project(out, reference, weight=1.0, smoothing=smoothing), fine, detail)
+    return torch.lerp(back_project(out, reference, weight=weight, smoothing=smoothing), fine, detail)
 
 
 def _to_host_uint8(image: torch.Tensor) -> np.ndarray:
@@ -268,7 +271,7 @@ def super_resolve(
             out = back_project(
                 out.clamp_(0.0, 1.0), network_input, weight=params.fidelity, smoothing=params.fidelity_smoothing
             )
-            out = _keep_tone(out, network_input, detail, params.fidelity_smoothing)
+            out = _keep_tone(out, network_input, detail, params.fidelity_smoothing, params.tone_guard)
             out = sharpen(out, amount=params.sharpen, sigma=sharpen_sigma)
             out = limit_overshoot(out, bounds)
             if face_mask is not None:

@@ -73,8 +73,8 @@ def main() -> None:
     }
     detail = steps["detail map"]()
     bounds = local_range(source, 2048, 2048)
-    steps["tone guard (clean)"] = lambda: _keep_tone(out, source, detail, 0.0)
-    steps["tone guard (degraded)"] = lambda: _keep_tone(out, source, detail, 3.0)
+    steps["tone guard (clean)"] = lambda: _keep_tone(out, source, detail, 0.0, 1.0)
+    steps["tone guard (degraded)"] = lambda: _keep_tone(out, source, detail, 3.0, 1.0)
     steps["limit"] = lambda: limit_overshoot(out.clone(), bounds)
     steps["(a clone, subtracted from the limit)"] = lambda: out.clone()
     seconds = {name: fastest(args.repeats, step) for name, step in steps.items()}
