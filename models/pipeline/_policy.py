@@ -56,8 +56,8 @@ class OutputParameters:
     strength: float = 1.0
     flat_strength: float = 1.0
     fidelity: float = 0.0
-    tone_guard: float = 1.0
     fidelity_smoothing: float = 0.0
+    tone_guard: float = 1.0
     grain: float = 0.0
     sharpen: float = 0.0
     exposure_ev: float = 0.0
