@@ -257,7 +257,7 @@ def super_resolve(
         # Where the input has detail the network may restore (per pixel, smooth), and the range each
         # output pixel may take: computed once, shared by every output.
         detail = resize(detail_map(raw_input, restored_net, analysis.noise_sigma), out_h, out_w).clamp_(0.0, 1.0)
-        bounds = local_range(network_input, out_h, out_w)
+        bounds = local_range(source_t, out_h, out_w)
         images = []
         for variation, params in decided.outputs:
             if cancel is not None:
