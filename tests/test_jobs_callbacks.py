@@ -161,7 +161,11 @@ def test_slow_receiver_blocks_neither_jobs_nor_other_callbacks(
 
 def test_pending_callback_is_delivered_after_a_restart(tmp_path: Path, weights_dir: Path, photo_b64: str) -> None:
     port = free_port()  # nothing listens here yet: every attempt fails to connect
-    settings = job_settings(tmp_path, weights_dir, callback_retry_base_s=0.3)
+    # Retries every 0.3-1 s, 50 at most: the first service must not use them all up while it stops (on a
+    # loaded CI machine its shutdown took over the 2 s that ten 0.2 s retries last, and the callback gave up).
+    settings = job_settings(
+        tmp_path, weights_dir, callback_retry_base_s=0.3, callback_retry_max_s=1.0, callback_max_attempts=50
+    )
     with TestClient(create_app(settings)) as first:
         job_id = submit_with_callback(first, photo_b64, f"http://127.0.0.1:{port}/hooks/enhance")
         store = services_of(first.app).jobs.store
