@@ -129,10 +129,8 @@ def test_the_pipeline_restores_the_lattice_and_leaves_the_sky_faithful(rocket: n
 
 
 def test_flat_strength_follows_the_variations(rocket: np.ndarray) -> None:
-    from models.analysis import analyse_image
-
     assert all(row.flat_strength <= row.strength for row in RESTORATION_TABLE)
-    decided = infer_parameters(analyse_image(to_float(rocket), detect=False), None, len(VARIATIONS))
+    decided = infer_parameters(analyse(to_float(rocket), detect=False), None, len(VARIATIONS))
     by_name = {variation.name: params for variation, params in decided.outputs}
     inferred = by_name["inferred"]
     assert inferred.flat_strength < inferred.strength

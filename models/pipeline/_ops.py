@@ -178,9 +178,9 @@ def local_range(
     reference: torch.Tensor, height: int, width: int, *, radius: int = 1, margin: float = 0.02, share: float = 0.1
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The range an output pixel may take, (low, high) at (``height``, ``width``): the minimum and
-    maximum of ``reference`` (the decoded input at its own resolution, (1, C, h, w)) over a (2·``radius`` + 1)² window
-    around each input pixel, interpolated to the output's size and widened by ``margin`` plus
-    ``share`` of the range itself (so strong edges may steepen, not ring)."""
+    maximum of ``reference`` (the decoded input at its own resolution, (1, C, h, w)) over a
+    (2·``radius`` + 1)² window around each input pixel, interpolated to the output's size and widened
+    by ``margin`` plus ``share`` of the range itself (so strong edges may steepen, not ring)."""
     window = 2 * radius + 1
     high = F.max_pool2d(reference, window, stride=1, padding=radius)
     low = -F.max_pool2d(-reference, window, stride=1, padding=radius)
