@@ -104,7 +104,7 @@ def _estimate(
     jpeg = (jpeg_quality_from_bytes(source) if source is not None else None) or timed(
         "jpeg_s", jpeg_quality_from_pixels, image
     )
-    noise = timed("noise_s", estimate_noise_sigma, image)
+    noise = timed("noise_s", estimate_noise_sigma, image, jpeg_quality=jpeg.quality)
     blur = timed("blur_s", estimate_blur_sigma, image)
     upscale, evidence = timed(
         "resolution_s", estimate_upscale_factor, image, blur_sigma=blur, jpeg_compressed=jpeg.quality is not None
