@@ -47,7 +47,9 @@ class OutputParameters:
     input pixels, of the back-projected residual (0 re-injects everything, noise included; larger
     values keep only coarse structure, so noise and JPEG blocks stay out). ``tone_guard``: weight of
     the second, coarse back-projection that takes back what the network shifted in tone and colour
-    (``models.pipeline._render``). ``grain``: share of what the
+    (``models.pipeline._render``). ``soften``: Gaussian sigma, in the network's output pixels, of a blur
+    of the network's output before it is blended (on heavily degraded inputs the finest texture it
+    invents is mostly wrong: a slight blur of it is closer to the scene). ``grain``: share of what the
     network removed that is put back (film grain). ``sharpen``: unsharp-mask amount on luma.
     ``exposure_ev``, ``contrast`` (tone-curve bend, 0 = none), ``white_balance`` (share of the
     measured colour cast removed), ``warmth`` (extra log2 red/blue shift): tone.
@@ -58,6 +60,7 @@ class OutputParameters:
     fidelity: float = 0.0
     fidelity_smoothing: float = 0.0
     tone_guard: float = 1.0
+    soften: float = 0.0
     grain: float = 0.0
     sharpen: float = 0.0
     exposure_ev: float = 0.0
@@ -77,29 +80,54 @@ class RestorationRow:
     fidelity_smoothing: float
     sharpen: float
     tone_guard: float
+    soften: float
 
 
 # Degradation score 0 = clean, 1 = very noisy or heavily compressed (see ``degradation_score``).
 # Chosen on the tuning half of tests/scene_photos.py (tests/benchmarks/bench_quality.py, 512 px
 # originals from 128 px inputs): on clean inputs the network's detail goes where the input has texture
 # it agrees with (0.75) and a quarter of it elsewhere, with full back-projection (its invented texture
-# costs PSNR on skies, bokeh and misread patterns); on degraded inputs the network alone restores the
-# detailed parts and three quarters of it the flat ones (where it mostly removes noise and blocks),
-# with the back-projected residual smoothed (3 input px) so that noise and JPEG blocks stay out. The
-# tone guard takes back the network's tone shifts in full up to score 0.3 (clean photos whose fine
-# texture reads as mild noise) and fades out towards heavy degradation, where it would pull JPEG
-# blocks back in (-0.26 dB there on the tuning half).
+# costs PSNR on skies, bokeh and misread patterns); on mildly degraded inputs the network alone
+# restores the detailed parts and three quarters of it the flat ones (where it mostly removes noise and
+# blocks), with the back-projected residual smoothed (3 input px) so that noise and JPEG blocks stay
+# out. Towards heavy degradation the input has nothing trustworthy left to pull back to (back-projection
+# fades to 0: +0.15 dB on the tuning half's heavy row), the network's finest invented texture is mostly
+# wrong (its output softened by 0.6 px: +0.2 dB), sharpening only sharpens its mistakes (+0.15 dB) and
+# it replaces the noisy bicubic almost everywhere (0.9). The tone guard takes back the network's tone
+# shifts in full up to score 0.3 (clean photos whose fine texture reads as mild noise) and fades out
+# towards heavy degradation, where it would pull JPEG blocks back in (-0.26 dB there).
 # Sharpening is uniform (a prompt's "sharper" sharpens everything); the overshoot limit keeps it from
 # ringing.
 RESTORATION_TABLE: tuple[RestorationRow, ...] = (
     RestorationRow(
-        0.0, strength=0.75, flat_strength=0.25, fidelity=1.0, fidelity_smoothing=0.0, sharpen=0.1, tone_guard=1
+        0.0,
+        strength=0.75,
+        flat_strength=0.25,
+        fidelity=1.0,
+        fidelity_smoothing=0.0,
+        sharpen=0.1,
+        tone_guard=1,
+        soften=0.0,
     ),
     RestorationRow(
-        0.3, strength=1.0, flat_strength=0.75, fidelity=0.6, fidelity_smoothing=3.0, sharpen=0.3, tone_guard=1
+        0.3,
+        strength=1.0,
+        flat_strength=0.75,
+        fidelity=0.6,
+        fidelity_smoothing=3.0,
+        sharpen=0.3,
+        tone_guard=1,
+        soften=0.0,
     ),
     RestorationRow(
-        1.0, strength=1.0, flat_strength=0.75, fidelity=0.4, fidelity_smoothing=3.0, sharpen=0.3, tone_guard=0
+        1.0,
+        strength=1.0,
+        flat_strength=0.9,
+        fidelity=0.0,
+        fidelity_smoothing=3.0,
+        sharpen=0.0,
+        tone_guard=0,
+        soften=0.6,
     ),
 )
 
@@ -190,6 +218,7 @@ VARIATIONS: tuple[Variation, ...] = (
             Change("flat_strength", "set", 1.0),
             Change("fidelity", "mul", 0.5),
             Change("sharpen", "add", 0.35),
+            Change("soften", "set", 0.0),
         ),
     ),
     Variation(
@@ -208,6 +237,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "strength": (0.0, 1.0),
     "flat_strength": (0.0, 1.0),
     "tone_guard": (0.0, 1.0),
+    "soften": (0.0, 4.0),
     "fidelity": (0.0, 1.0),
     "fidelity_smoothing": (0.0, 8.0),
     "grain": (0.0, 1.0),
@@ -278,6 +308,7 @@ def restoration_at(score: float, table: tuple[RestorationRow, ...] = RESTORATION
                 fidelity_smoothing=lo.fidelity_smoothing + t * (hi.fidelity_smoothing - lo.fidelity_smoothing),
                 sharpen=lo.sharpen + t * (hi.sharpen - lo.sharpen),
                 tone_guard=lo.tone_guard + t * (hi.tone_guard - lo.tone_guard),
+                soften=lo.soften + t * (hi.soften - lo.soften),
             )
     return table[-1]
 
@@ -340,6 +371,7 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
         fidelity_smoothing=row.fidelity_smoothing,
         sharpen=row.sharpen,
         tone_guard=row.tone_guard,
+        soften=row.soften,
     )
     if steering is not None:
         plan = apply_changes(plan, steering.changes)

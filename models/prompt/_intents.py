@@ -109,7 +109,7 @@ INTENTS: tuple[Intent, ...] = (
     ),
     Intent(
         "sharper",
-        "sharper: more sharpening",
+        "sharper: more sharpening, the network's output not softened",
         (
             r"\bsharp(?:er|en|ened|ening|ness)?\b",
             r"\bcrisp(?:er|ness)?\b",
@@ -117,7 +117,7 @@ INTENTS: tuple[Intent, ...] = (
             r"\bdetailed\b",
             r"\bclearer\b",
         ),
-        (_c("sharpen", "add", 0.4),),
+        (_c("sharpen", "add", 0.4), _c("soften", "set", 0.0)),
         negation="no_sharpening",
     ),
     Intent("no_sharpening", "no sharpening", (r"\bno sharpening\b",), (_c("sharpen", "set", 0.0),)),
