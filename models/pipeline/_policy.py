@@ -41,7 +41,9 @@ class OutputParameters:
     ``strength``: blend of the network's output over a bicubic upscale (1 = network alone) where the
     input has detail to restore; ``flat_strength``: the blend where it has none (skies, gradients,
     smooth skin, blurred backgrounds), never above ``strength``; in between, the detail map decides per
-    pixel (``models.pipeline._ops.detail_map``).
+    pixel (``models.pipeline._ops.detail_map``). ``base_smoothing``: Gaussian sigma, in input pixels,
+    of the input before that bicubic upscale (0 = the input as it is; on a noisy input the share of it
+    left in flat parts would otherwise bring its noise back as mottling).
     ``fidelity``: weight of iterative back-projection onto the network's input (restores the input's
     exact coarse content: more faithful on clean inputs); ``fidelity_smoothing``: Gaussian sigma, in
     input pixels, of the back-projected residual (0 re-injects everything, noise included; larger
@@ -57,6 +59,7 @@ class OutputParameters:
 
     strength: float = 1.0
     flat_strength: float = 1.0
+    base_smoothing: float = 0.0
     fidelity: float = 0.0
     fidelity_smoothing: float = 0.0
     tone_guard: float = 1.0
@@ -81,6 +84,7 @@ class RestorationRow:
     sharpen: float
     tone_guard: float
     soften: float
+    base_smoothing: float
 
 
 # Degradation score 0 = clean, 1 = very noisy or heavily compressed (see ``degradation_score``).
@@ -88,16 +92,18 @@ class RestorationRow:
 # originals from 128 px inputs): on clean inputs the network's detail goes where the input has texture
 # it agrees with and a quarter of it elsewhere, with full back-projection (its invented texture costs
 # PSNR on skies, bokeh and misread patterns) and no sharpening (the network's own detail is as sharp,
-# with fewer fringes: halo 0.049 -> 0.040 at the same PSNR and NIQE); on mildly degraded inputs the network alone
-# restores the detailed parts and three quarters of it the flat ones (where it mostly removes noise and
-# blocks), with the back-projected residual smoothed (3 input px) so that noise and JPEG blocks stay
-# out. Towards heavy degradation the input has nothing trustworthy left to pull back to (back-projection
-# fades to 0: +0.15 dB on the tuning half's heavy row), the network's finest invented texture is mostly
-# wrong (its output softened by 0.6 px: +0.2 dB), sharpening only sharpens its mistakes (+0.15 dB) and
-# it replaces the noisy bicubic everywhere: a tenth of it left in flat parts scored 0.9 better on NIQE at
-# the same PSNR, but that tenth is noise, plainly visible in skies at 100 %. The tone guard takes back the network's tone
-# shifts in full up to score 0.3 (clean photos whose fine texture reads as mild noise) and fades out
-# towards heavy degradation, where it would pull JPEG blocks back in (-0.26 dB there).
+# with fewer fringes: halo 0.049 -> 0.040 at the same PSNR and NIQE); on mildly degraded inputs the
+# network alone restores the detailed parts and three quarters of it the flat ones (where it mostly
+# removes noise and blocks), with the back-projected residual smoothed (3 input px) so that noise and
+# JPEG blocks stay out. Towards heavy degradation the input has nothing trustworthy left to pull back
+# to (back-projection fades to 0: +0.15 dB on the tuning half's heavy row), the network's finest
+# invented texture is mostly wrong (its output softened by 0.6 px: +0.2 dB), sharpening only sharpens
+# its mistakes (+0.15 dB), and the bicubic it is blended over in flat parts (0.85) is made from the
+# input smoothed by 1 px: the network alone there scored 0.1 dB lower, the noisy bicubic 0.9 better on
+# NIQE at the same PSNR but as mottling plainly visible in skies at 100 %. The tone guard takes back
+# the network's tone shifts in full up to score 0.3 (clean photos whose fine texture reads as mild
+# noise) and fades out towards heavy degradation, where it would pull JPEG blocks back in (-0.26 dB
+# there).
 # Sharpening is uniform (a prompt's "sharper" sharpens everything); the overshoot limit keeps it from
 # ringing.
 RESTORATION_TABLE: tuple[RestorationRow, ...] = (
@@ -110,6 +116,7 @@ RESTORATION_TABLE: tuple[RestorationRow, ...] = (
         sharpen=0.0,
         tone_guard=1,
         soften=0.0,
+        base_smoothing=0.0,
     ),
     RestorationRow(
         0.3,
@@ -120,16 +127,18 @@ RESTORATION_TABLE: tuple[RestorationRow, ...] = (
         sharpen=0.3,
         tone_guard=1,
         soften=0.0,
+        base_smoothing=0.0,
     ),
     RestorationRow(
         1.0,
         strength=1.0,
-        flat_strength=1.0,
+        flat_strength=0.85,
         fidelity=0.0,
         fidelity_smoothing=3.0,
         sharpen=0.0,
         tone_guard=0,
         soften=0.6,
+        base_smoothing=1.0,
     ),
 )
 
@@ -240,6 +249,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "flat_strength": (0.0, 1.0),
     "tone_guard": (0.0, 1.0),
     "soften": (0.0, 4.0),
+    "base_smoothing": (0.0, 4.0),
     "fidelity": (0.0, 1.0),
     "fidelity_smoothing": (0.0, 8.0),
     "grain": (0.0, 1.0),
@@ -311,6 +321,7 @@ def restoration_at(score: float, table: tuple[RestorationRow, ...] = RESTORATION
                 sharpen=lo.sharpen + t * (hi.sharpen - lo.sharpen),
                 tone_guard=lo.tone_guard + t * (hi.tone_guard - lo.tone_guard),
                 soften=lo.soften + t * (hi.soften - lo.soften),
+                base_smoothing=lo.base_smoothing + t * (hi.base_smoothing - lo.base_smoothing),
             )
     return table[-1]
 
@@ -374,6 +385,7 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
         sharpen=row.sharpen,
         tone_guard=row.tone_guard,
         soften=row.soften,
+        base_smoothing=row.base_smoothing,
     )
     if steering is not None:
         plan = apply_changes(plan, steering.changes)

@@ -135,14 +135,15 @@ def request_device_bytes(
 ) -> int:
     """Peak device bytes one request holds outside the network itself (which the tile runner's
     workspace covers): the network-resolution canvas and its tile outputs, then the float32 render
-    buffers at output size (base, restored and its softened copy, removed, the output being rendered
-    and the sharpening and back-projection temporaries) and the uint8 copies on their way to the host."""
+    buffers at output size (base and its smoothed copy, restored and its softened copy, removed, the
+    output being rendered and the sharpening and back-projection temporaries) and the uint8 copies on
+    their way to the host."""
     net_px = net_size[0] * net_size[1]
     out_px = out_size[0] * out_size[1]
     canvas = net_px * scale * scale * 4 * (3 + 1 + 3 * 1.3)  # colour and weight sums, tile outputs
-    # Eight three-channel float buffers (one a softened network output), the detail map and the
-    # overshoot bounds (seven more planes).
-    render = out_px * 4 * (3 * 8 + 7) + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
+    # Nine three-channel float buffers (a softened network output and a smoothed base among them), the
+    # detail map and the overshoot bounds (seven more planes).
+    render = out_px * 4 * (3 * 9 + 7) + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
     return int(canvas + render)
 
 
@@ -259,8 +260,10 @@ def super_resolve(
         # output pixel may take: computed once, shared by every output.
         detail = resize(detail_map(raw_input, restored_net, analysis.noise_sigma), out_h, out_w).clamp_(0.0, 1.0)
         bounds = local_range(source_t, out_h, out_w)
-        # The network's output softened (``soften``), once per distinct sigma among the outputs.
+        # The network's output softened (``soften``) and the bicubic base of a smoothed input
+        # (``base_smoothing``): each made once per distinct sigma among the outputs.
         softened: dict[float, torch.Tensor] = {}
+        smoothed_bases: dict[float, torch.Tensor] = {}
         images = []
         for variation, params in decided.outputs:
             if cancel is not None:
@@ -270,8 +273,14 @@ def super_resolve(
                 if params.soften not in softened:
                     softened[params.soften] = resize(gaussian_blur(restored_net, params.soften), out_h, out_w)
                 network_out = softened[params.soften]
+            under = base
+            if params.base_smoothing > 0:
+                if params.base_smoothing not in smoothed_bases:
+                    smoothed = gaussian_blur(source_t, params.base_smoothing)
+                    smoothed_bases[params.base_smoothing] = resize(smoothed, out_h, out_w).clamp_(0.0, 1.0)
+                under = smoothed_bases[params.base_smoothing]
             flat = min(params.flat_strength, params.strength)
-            out = torch.lerp(base, network_out, detail * (params.strength - flat) + flat)
+            out = torch.lerp(under, network_out, detail * (params.strength - flat) + flat)
             if params.grain > 0:
                 if removed is None:
                     removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
