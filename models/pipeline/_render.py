@@ -192,10 +192,11 @@ def super_resolve(
     (:func:`request_device_bytes`) before it uploads anything; a set ``cancel`` stops the request at
     the next checkpoint with ``RequestCancelledError``.
 
-    Every output is rendered from the one pass: blend over a bicubic upscale, grain, back-projection,
-    sharpening, face protection, tone. Alpha is resized on its own (bicubic) and never dropped.
-    Outputs are quantised to uint8 on the device. Deterministic. Raises ``ValueError`` for inputs of
-    the wrong type or shape.
+    Every output is rendered from the one pass: the network's output (softened on degraded inputs)
+    blended per pixel over a bicubic upscale (of a smoothed input on degraded inputs), grain,
+    back-projection, the tone guard, sharpening, the overshoot limit, face protection, tone. Alpha is
+    resized on its own (bicubic) and never dropped. Outputs are quantised to uint8 on the device.
+    Deterministic. Raises ``ValueError`` for inputs of the wrong type or shape.
     """
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.float32:
         raise ValueError(f"expected float32 H×W×3, got {rgb.dtype} {rgb.shape}")
