@@ -18,11 +18,11 @@ from skimage.metrics import peak_signal_noise_ratio
 from models.imageio import decode_image
 from models.pipeline import EnhanceOptions, analyse, infer_parameters, super_resolve
 from models.pipeline._ops import detail_map, limit_overshoot, local_range, resize, sharpen
-from models.pipeline._policy import RESTORATION_TABLE, VARIATIONS
+from models.pipeline._policy import RESTORATION_TABLE, VARIATIONS, OutputParameters
 from models.prompt import parse_prompt
 from models.sr import SRModel
 from tests.benchmarks.bench_quality import overshoot
-from tests.conftest import to_float
+from tests.conftest import stand_in_model, to_float
 
 # scikit-image's rocket at 160×107: a dusk sky (a smooth gradient) behind lattice towers (fine texture
 # and strong edges against the sky, where halos show).
@@ -222,3 +222,64 @@ def test_the_base_under_a_heavily_degraded_sky_is_smoothed_so_its_noise_stays_ou
     # The share of the bicubic left in flat parts brings the input's noise back as mottling unless the
     # input is smoothed first (measured: ripple 0.35 against 0.39, error 3.22 against 3.27).
     assert ripple < 0.95 * noisy_ripple and error <= noisy_error
+
+
+class _GreyNearest(torch.nn.Module):
+    """A stand-in network without colour: its output is the input's luma, ×4 by nearest neighbour."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grey = (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand(-1, 3, -1, -1)
+        return torch.nn.functional.interpolate(grey, scale_factor=4, mode="nearest")
+
+
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """Red and blue minus green, (H, W, 2), in the image's units."""
+    rgb = rgb.astype(np.float64)
+    return np.stack([rgb[..., 0] - rgb[..., 1], rgb[..., 2] - rgb[..., 1]], axis=-1)
+
+
+def test_a_smoothed_base_brings_back_the_inputs_tone_but_not_its_colour_blotches() -> None:
+    # A flat grey gradient with the broad colour blotches of a heavily compressed JPEG (8-pixel blocks of
+    # chroma only) and noise, rendered with the heavy row's smoothed base under a network without colour.
+    rng = np.random.default_rng(0)
+    height, width = 48, 64
+    grey = np.repeat(np.linspace(0.35, 0.65, width, dtype=np.float32)[None, :, None], height, axis=0)
+    blocks = np.kron(rng.uniform(-0.06, 0.06, (height // 8, width // 8, 3)), np.ones((8, 8, 1)))
+    blocks -= (blocks @ np.array([0.299, 0.587, 0.114]))[..., None]
+    noise = rng.normal(0.0, 0.04, (height, width, 3))
+    small = np.clip(grey + blocks + noise, 0.0, 1.0).astype(np.float32)
+    measured = analyse(small, detect=False)
+    decided = infer_parameters(measured, None, 1)
+    variation, params = decided.outputs[0]
+    heavy = RESTORATION_TABLE[-1]
+    assert heavy.base_smoothing > 0 and heavy.flat_strength < 1.0
+    params = replace(
+        params,
+        strength=heavy.strength,
+        flat_strength=heavy.flat_strength,
+        base_smoothing=heavy.base_smoothing,
+        fidelity=0.0,
+        tone_guard=0.0,
+        sharpen=0.0,
+        soften=0.0,
+    )
+    options = EnhanceOptions(
+        num_outputs=1, target_long_side=4 * width, network_max_side=width, tile=64, detect_faces=False
+    )
+
+    def render(p: OutputParameters) -> np.ndarray:
+        plan = replace(decided, outputs=((variation, p),))
+        return super_resolve(small, None, measured, plan, stand_in_model(_GreyNearest()), options).images[0].rgb
+
+    smoothed, unsmoothed = render(params), render(replace(params, base_smoothing=0.0))
+    # Broad colour: the chroma averaged over 8 output pixels, in 8-bit levels (the network has none).
+    broad = [np.sqrt((ndimage.uniform_filter(chroma(out), (8, 8, 1)) ** 2).mean()) for out in (smoothed, unsmoothed)]
+    expected = (1.0 - heavy.flat_strength) * 255 * np.sqrt((chroma(blocks) ** 2).mean())
+    print(f"broad chroma: {broad[0]:.2f} levels smoothed base, {broad[1]:.2f} not, the blend's share {expected:.2f}")
+    # Without smoothing the base is the input as it is, colour included: its share of the blotches returns.
+    assert broad[1] > 0.6 * expected
+    # The smoothed base gives back luma only: what colour is left comes from the overshoot limit alone.
+    assert broad[0] < 0.4 * broad[1]
+    # And the tone is the input's: the output's luma, column by column, follows the gradient.
+    columns = (smoothed.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255).mean(axis=0)
+    assert np.abs(columns.reshape(width, 4).mean(axis=1) - grey[0, :, 0]).max() < 0.02

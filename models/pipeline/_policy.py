@@ -43,7 +43,8 @@ class OutputParameters:
     smooth skin, blurred backgrounds), never above ``strength``; in between, the detail map decides per
     pixel (``models.pipeline._ops.detail_map``). ``base_smoothing``: Gaussian sigma, in input pixels,
     of the input before that bicubic upscale (0 = the input as it is; on a noisy input the share of it
-    left in flat parts would otherwise bring its noise back as mottling).
+    left in flat parts would otherwise bring its noise back as mottling); a smoothed base gives back
+    the input's luma only, with the network's colour (a compressed input's blotchy chroma stays out).
     ``fidelity``: weight of iterative back-projection onto the network's input (restores the input's
     exact coarse content: more faithful on clean inputs); ``fidelity_smoothing``: Gaussian sigma, in
     input pixels, of the back-projected residual (0 re-injects everything, noise included; larger

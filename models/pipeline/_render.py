@@ -21,6 +21,7 @@ from models.pipeline._ops import (
     gaussian_blur,
     limit_overshoot,
     local_range,
+    luma,
     resize,
     sharpen,
 )
@@ -281,7 +282,14 @@ def super_resolve(
                     smoothed_bases[params.base_smoothing] = resize(smoothed, out_h, out_w).clamp_(0.0, 1.0)
                 under = smoothed_bases[params.base_smoothing]
             flat = min(params.flat_strength, params.strength)
-            out = torch.lerp(under, network_out, detail * (params.strength - flat) + flat)
+            blend = detail * (params.strength - flat) + flat
+            if params.base_smoothing > 0:
+                # The smoothed base brings back the input's tone (luma) only; the colour is the network's.
+                # A heavily compressed input's chroma is blotchy at the scale of its JPEG blocks, which no
+                # small smoothing removes, and those blotches showed as broad colour patches in skies.
+                out = network_out + (luma(under) - luma(network_out)).mul_(1.0 - blend)
+            else:
+                out = torch.lerp(under, network_out, blend)
             if params.grain > 0:
                 if removed is None:
                     removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
