@@ -107,6 +107,15 @@ def test_prompt_changes_apply_on_top_of_the_inferred_parameters() -> None:
     assert (steered.plan.size, steered.plan.content, steered.plan.protect_faces) == ("keep", "illustration", True)
 
 
+def test_a_softer_prompt_softens_the_networks_output_and_a_sharper_one_does_not() -> None:
+    analysis = analysis_of(to_float(skdata.chelsea()))
+    plain = infer_parameters(analysis, None, 1).outputs[0][1]
+    softer = infer_parameters(analysis, parse_prompt("a softer look"), 1).outputs[0][1]
+    assert plain.soften == 0.0 and softer.soften == 0.6
+    assert softer.sharpen == 0.0 and softer.strength == pytest.approx(0.8 * plain.strength)
+    assert infer_parameters(analysis, parse_prompt("sharper"), 1).outputs[0][1].soften == 0.0
+
+
 def test_unrecognised_prompt_changes_nothing() -> None:
     analysis = analysis_of(to_float(skdata.chelsea()))
     assert infer_parameters(analysis, parse_prompt("plus de contraste"), 2) == infer_parameters(analysis, None, 2)

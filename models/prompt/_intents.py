@@ -102,9 +102,9 @@ INTENTS: tuple[Intent, ...] = (
     # Detail.
     Intent(
         "softer",
-        "softer: no sharpening, a lighter restoration",
+        "softer: no sharpening, a lighter restoration, the network's output softened",
         (r"\bless (?:sharp\w*|crisp\w*|detail\w*)\b", r"\bsoft(?:er|en)?\b", r"\bsmooth(?:er)?\b", r"\bgentler\b"),
-        (_c("sharpen", "set", 0.0), _c("strength", "mul", 0.8)),
+        (_c("sharpen", "set", 0.0), _c("strength", "mul", 0.8), _c("soften", "max", 0.6)),
         negation="sharper",
     ),
     Intent(
