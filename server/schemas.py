@@ -9,14 +9,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from server.storage.jobs import JobStatus
+
 
 class ErrorResponse(BaseModel):
     code: str
     detail: str
     request_id: str
-
-
-JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED"]
 
 
 class JobAccepted(BaseModel):
