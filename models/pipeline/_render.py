@@ -286,7 +286,7 @@ def super_resolve(
             if params.base_smoothing > 0:
                 # The smoothed base brings back the input's tone (luma) only; the colour is the network's.
                 # A heavily compressed input's chroma is blotchy at the scale of its JPEG blocks, which no
-                # small smoothing removes, and those blotches showed as broad colour patches in skies.
+                # small smoothing removes (tuning half, heavy: blurred ΔE 2.63 -> 2.57).
                 out = network_out + (luma(under) - luma(network_out)).mul_(1.0 - blend)
             else:
                 out = torch.lerp(under, network_out, blend)
