@@ -41,10 +41,10 @@ class OutputParameters:
     ``strength``: blend of the network's output over a bicubic upscale (1 = network alone) where the
     input has detail to restore; ``flat_strength``: the blend where it has none (skies, gradients,
     smooth skin, blurred backgrounds), never above ``strength``; in between, the detail map decides per
-    pixel (``models.pipeline._ops.detail_map``). ``base_smoothing``: Gaussian sigma, in input pixels,
-    of the input before that bicubic upscale (0 = the input as it is; on a noisy input the share of it
-    left in flat parts would otherwise bring its noise back as mottling); a smoothed base gives back
-    the input's luma only, with the network's colour (a compressed input's blotchy chroma stays out).
+    pixel (``models.pipeline._ops.detail_map``). ``network_base``: the share of that base which is the
+    network's own output blurred by one input pixel instead of the bicubic upscale of the input (on a
+    noisy, compressed input the share of it left in flat parts would bring its noise and JPEG block
+    errors back as mottling and broad patches in skies).
     ``fidelity``: weight of iterative back-projection onto the network's input (restores the input's
     exact coarse content: more faithful on clean inputs); ``fidelity_smoothing``: Gaussian sigma, in
     input pixels, of the back-projected residual (0 re-injects everything, noise included; larger
@@ -60,7 +60,7 @@ class OutputParameters:
 
     strength: float = 1.0
     flat_strength: float = 1.0
-    base_smoothing: float = 0.0
+    network_base: float = 0.0
     fidelity: float = 0.0
     fidelity_smoothing: float = 0.0
     tone_guard: float = 1.0
@@ -85,7 +85,7 @@ class RestorationRow:
     sharpen: float
     tone_guard: float
     soften: float
-    base_smoothing: float
+    network_base: float
 
 
 # Degradation score 0 = clean, 1 = very noisy or heavily compressed (see ``degradation_score``).
@@ -99,9 +99,11 @@ class RestorationRow:
 # JPEG blocks stay out. Towards heavy degradation the input has nothing trustworthy left to pull back
 # to (back-projection fades to 0: +0.15 dB on the tuning half's heavy row), the network's finest
 # invented texture is mostly wrong (its output softened by 0.6 px: +0.2 dB), sharpening only sharpens
-# its mistakes (+0.15 dB), and the bicubic it is blended over in flat parts (0.85) is made from the
-# input smoothed by 1 px: the network alone there scored 0.1 dB lower, the noisy bicubic 0.9 better on
-# NIQE at the same PSNR but as mottling plainly visible in skies at 100 %. The tone guard takes back
+# its mistakes (+0.15 dB), and what it is blended over in flat parts (0.85) is its own output blurred
+# by 1 input px (a shrinkage of the detail it invents where the input shows none): the network alone
+# there scored 0.07 dB lower; the input's bicubic, smoothed by 1 px, as much as this but its JPEG
+# block errors showed as broad patches in skies at 100 % (unsmoothed, also as mottling; NIQE reads
+# both as natural texture: 0.2 and 0.9 lower). The tone guard takes back
 # the network's tone shifts in full up to score 0.3 (clean photos whose fine texture reads as mild
 # noise) and fades out towards heavy degradation, where it would pull JPEG blocks back in (-0.26 dB
 # there).
@@ -117,7 +119,7 @@ RESTORATION_TABLE: tuple[RestorationRow, ...] = (
         sharpen=0.0,
         tone_guard=1,
         soften=0.0,
-        base_smoothing=0.0,
+        network_base=0.0,
     ),
     RestorationRow(
         0.3,
@@ -128,7 +130,7 @@ RESTORATION_TABLE: tuple[RestorationRow, ...] = (
         sharpen=0.3,
         tone_guard=1,
         soften=0.0,
-        base_smoothing=0.0,
+        network_base=0.0,
     ),
     RestorationRow(
         1.0,
@@ -139,7 +141,7 @@ RESTORATION_TABLE: tuple[RestorationRow, ...] = (
         sharpen=0.0,
         tone_guard=0,
         soften=0.6,
-        base_smoothing=1.0,
+        network_base=1.0,
     ),
 )
 
@@ -250,7 +252,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "flat_strength": (0.0, 1.0),
     "tone_guard": (0.0, 1.0),
     "soften": (0.0, 4.0),
-    "base_smoothing": (0.0, 4.0),
+    "network_base": (0.0, 1.0),
     "fidelity": (0.0, 1.0),
     "fidelity_smoothing": (0.0, 8.0),
     "grain": (0.0, 1.0),
@@ -322,7 +324,7 @@ def restoration_at(score: float, table: tuple[RestorationRow, ...] = RESTORATION
                 sharpen=lo.sharpen + t * (hi.sharpen - lo.sharpen),
                 tone_guard=lo.tone_guard + t * (hi.tone_guard - lo.tone_guard),
                 soften=lo.soften + t * (hi.soften - lo.soften),
-                base_smoothing=lo.base_smoothing + t * (hi.base_smoothing - lo.base_smoothing),
+                network_base=lo.network_base + t * (hi.network_base - lo.network_base),
             )
     return table[-1]
 
@@ -386,7 +388,7 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
         sharpen=row.sharpen,
         tone_guard=row.tone_guard,
         soften=row.soften,
-        base_smoothing=row.base_smoothing,
+        network_base=row.network_base,
     )
     if steering is not None:
         plan = apply_changes(plan, steering.changes)

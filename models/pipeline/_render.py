@@ -21,7 +21,6 @@ from models.pipeline._ops import (
     gaussian_blur,
     limit_overshoot,
     local_range,
-    luma,
     resize,
     sharpen,
 )
@@ -36,6 +35,9 @@ _DENOISE_SIGMA = 1.0
 # put back in full where the input has detail; where it has none, above the output's own
 # ``fidelity_smoothing`` (noise and blocks stay out). What the blurred-ΔE score measures.
 _TONE_SMOOTHING = 1.0
+# The blur of the network's output that makes the base under it (``network_base``), in network-input
+# pixels: tuning half, heavy, 0.5 / 1 / 1.5 / 2 px: +0.60 / +0.61 / +0.59 / +0.56 dB over x4plus.
+_NETWORK_BASE_SIGMA = 1.0
 
 
 @dataclass(frozen=True)
@@ -136,15 +138,15 @@ def request_device_bytes(
 ) -> int:
     """Peak device bytes one request holds outside the network itself (which the tile runner's
     workspace covers): the network-resolution canvas and its tile outputs, then the float32 render
-    buffers at output size (base and its smoothed copy, restored and its softened copy, removed, the
-    output being rendered and the sharpening and back-projection temporaries) and the uint8 copies on
-    their way to the host."""
+    buffers at output size (base, the network's blurred copy and their blend, restored and its softened
+    copy, removed, the output being rendered and the sharpening and back-projection temporaries) and
+    the uint8 copies on their way to the host."""
     net_px = net_size[0] * net_size[1]
     out_px = out_size[0] * out_size[1]
     canvas = net_px * scale * scale * 4 * (3 + 1 + 3 * 1.3)  # colour and weight sums, tile outputs
-    # Nine three-channel float buffers (a softened network output and a smoothed base among them), the
+    # Ten three-channel float buffers (a softened and a blurred network output among them), the
     # detail map and the overshoot bounds (seven more planes).
-    render = out_px * 4 * (3 * 9 + 7) + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
+    render = out_px * 4 * (3 * 10 + 7) + out_px * (3 + alpha) * num_outputs + out_px * 4 * alpha
     return int(canvas + render)
 
 
@@ -194,7 +196,7 @@ def super_resolve(
     the next checkpoint with ``RequestCancelledError``.
 
     Every output is rendered from the one pass: the network's output (softened on degraded inputs)
-    blended per pixel over a bicubic upscale (of a smoothed input on degraded inputs), grain,
+    blended per pixel over a bicubic upscale (over its own blurred output on degraded inputs), grain,
     back-projection, the tone guard, sharpening, the overshoot limit, face protection, tone. Alpha is
     resized on its own (bicubic) and never dropped. Outputs are quantised to uint8 on the device.
     Deterministic. Raises ``ValueError`` for inputs of the wrong type or shape.
@@ -262,10 +264,10 @@ def super_resolve(
         # output pixel may take: computed once, shared by every output.
         detail = resize(detail_map(raw_input, restored_net, analysis.noise_sigma), out_h, out_w).clamp_(0.0, 1.0)
         bounds = local_range(source_t, out_h, out_w)
-        # The network's output softened (``soften``) and the bicubic base of a smoothed input
-        # (``base_smoothing``): each made once per distinct sigma among the outputs.
+        # The network's output softened (``soften``), made once per distinct sigma among the outputs, and
+        # blurred into the base under it (``network_base``), made once when the first output needs it.
         softened: dict[float, torch.Tensor] = {}
-        smoothed_bases: dict[float, torch.Tensor] = {}
+        network_base: torch.Tensor | None = None
         images = []
         for variation, params in decided.outputs:
             if cancel is not None:
@@ -276,20 +278,13 @@ def super_resolve(
                     softened[params.soften] = resize(gaussian_blur(restored_net, params.soften), out_h, out_w)
                 network_out = softened[params.soften]
             under = base
-            if params.base_smoothing > 0:
-                if params.base_smoothing not in smoothed_bases:
-                    smoothed = gaussian_blur(source_t, params.base_smoothing)
-                    smoothed_bases[params.base_smoothing] = resize(smoothed, out_h, out_w).clamp_(0.0, 1.0)
-                under = smoothed_bases[params.base_smoothing]
+            if params.network_base > 0:
+                if network_base is None:
+                    sigma = _NETWORK_BASE_SIGMA * restored_net.shape[-1] / net_w
+                    network_base = resize(gaussian_blur(restored_net, sigma), out_h, out_w)
+                under = torch.lerp(base, network_base, params.network_base)
             flat = min(params.flat_strength, params.strength)
-            blend = detail * (params.strength - flat) + flat
-            if params.base_smoothing > 0:
-                # The smoothed base brings back the input's tone (luma) only; the colour is the network's.
-                # A heavily compressed input's chroma is blotchy at the scale of its JPEG blocks, which no
-                # small smoothing removes (tuning half, heavy: blurred ΔE 2.63 -> 2.57).
-                out = network_out + (luma(under) - luma(network_out)).mul_(1.0 - blend)
-            else:
-                out = torch.lerp(under, network_out, blend)
+            out = torch.lerp(under, network_out, detail * (params.strength - flat) + flat)
             if params.grain > 0:
                 if removed is None:
                     removed = resize(raw_input - resize(restored, net_h, net_w), out_h, out_w)
