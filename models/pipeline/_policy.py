@@ -103,7 +103,7 @@ class RestorationRow:
 # by 1 input px (a shrinkage of the detail it invents where the input shows none): the network alone
 # there scored 0.07 dB lower; the input's bicubic, smoothed by 1 px, as much as this but its JPEG
 # block errors showed as broad patches in skies at 100 % (unsmoothed, also as mottling; NIQE reads
-# both as natural texture: 0.2 and 0.9 lower). The tone guard takes back
+# both as natural texture: 0.06 and about 1 lower). The tone guard takes back
 # the network's tone shifts in full up to score 0.3 (clean photos whose fine texture reads as mild
 # noise) and fades out towards heavy degradation, where it would pull JPEG blocks back in (-0.26 dB
 # there).
