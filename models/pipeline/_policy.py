@@ -247,6 +247,8 @@ VARIATIONS: tuple[Variation, ...] = (
 T = TypeVar("T", PlanParameters, OutputParameters)
 _PLAN_FIELDS = {f.name for f in fields(PlanParameters)}
 _OUTPUT_FIELDS = {f.name for f in fields(OutputParameters)}
+# The restoration table's parameters: every field of a row but its score, each an output parameter.
+_ROW_FIELDS = tuple(f.name for f in fields(RestorationRow) if f.name != "score")
 _LIMITS: dict[str, tuple[float, float]] = {
     "strength": (0.0, 1.0),
     "flat_strength": (0.0, 1.0),
@@ -315,17 +317,8 @@ def restoration_at(score: float, table: tuple[RestorationRow, ...] = RESTORATION
     for lo, hi in itertools.pairwise(table):
         if score <= hi.score:
             t = (score - lo.score) / (hi.score - lo.score)
-            return RestorationRow(
-                score=score,
-                strength=lo.strength + t * (hi.strength - lo.strength),
-                flat_strength=lo.flat_strength + t * (hi.flat_strength - lo.flat_strength),
-                fidelity=lo.fidelity + t * (hi.fidelity - lo.fidelity),
-                fidelity_smoothing=lo.fidelity_smoothing + t * (hi.fidelity_smoothing - lo.fidelity_smoothing),
-                sharpen=lo.sharpen + t * (hi.sharpen - lo.sharpen),
-                tone_guard=lo.tone_guard + t * (hi.tone_guard - lo.tone_guard),
-                soften=lo.soften + t * (hi.soften - lo.soften),
-                network_base=lo.network_base + t * (hi.network_base - lo.network_base),
-            )
+            values = {name: getattr(lo, name) + t * (getattr(hi, name) - getattr(lo, name)) for name in _ROW_FIELDS}
+            return RestorationRow(score=score, **values)
     return table[-1]
 
 
@@ -380,16 +373,7 @@ def infer_parameters(analysis: ImageAnalysis, steering: Steering | None, num_out
     trusted = analysis.upscale_evidence != "blur" or score >= BLUR_ONLY_UPSCALE_MIN_DEGRADATION
     plan = PlanParameters(content=content, network_scale=max(1.0, analysis.upscale_factor) if trusted else 1.0)
     row = restoration_at(score)
-    base = OutputParameters(
-        strength=row.strength,
-        flat_strength=row.flat_strength,
-        fidelity=row.fidelity,
-        fidelity_smoothing=row.fidelity_smoothing,
-        sharpen=row.sharpen,
-        tone_guard=row.tone_guard,
-        soften=row.soften,
-        network_base=row.network_base,
-    )
+    base = OutputParameters(**{name: getattr(row, name) for name in _ROW_FIELDS})
     if steering is not None:
         plan = apply_changes(plan, steering.changes)
         base = apply_changes(base, steering.changes)
