@@ -8,8 +8,8 @@ request is timed by the pipeline's own timings (analysis, network, render); then
 region-adaptive render added are timed on their own, on the same tensors and sizes: the detail map
 (computed at the network input's size, upsampled to the output), the overshoot bounds, the second
 (tone-guard) back-projection, the limit, and on degraded inputs the softened network output and the
-smoothed bicubic base. Each figure is the fastest of ``--repeats`` runs after a warm-up; the added
-share is their sum over the request's total (issue 22's target: ≤ 5 %).
+network's blurred output blended into the base. Each figure is the fastest of ``--repeats`` runs after
+a warm-up; the added share is their sum over the request's total (issue 22's target: ≤ 5 %).
 """
 
 from __future__ import annotations
