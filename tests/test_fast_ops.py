@@ -76,7 +76,7 @@ def _back_project_stepwise(
     height, width = output.shape[-2:]
     for _ in range(iterations):
         residual = gaussian_blur(reference - resize(output, *reference.shape[-2:]), smoothing)
-        output = output + weight * resize(residual, height, width)
+        output = output + weight * F.interpolate(residual, size=(height, width), mode="bilinear", align_corners=False)
     return output.clamp(0.0, 1.0)
 
 

@@ -22,6 +22,40 @@ def resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return resize_bicubic(x, height, width, antialias=shrinking)
 
 
+def upscale_bounded(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic upscale of a (N, C, h, w) tensor with every output pixel clamped into the range of the
+    four input pixels around it: bicubic's negative lobes ring along strong edges (a light fringe on the
+    dark side, a dark one on the light side); the clamp takes exactly that out and leaves smooth
+    gradients and texture as bicubic makes them. Sizes that do not grow are plain :func:`resize`."""
+    if height <= x.shape[-2] and width <= x.shape[-1]:
+        return resize(x, height, width)
+    low, high = _cell_range(x, height, width)
+    # Into the range tensors themselves: no further output-sized buffer.
+    return torch.maximum(torch.minimum(resize(x, height, width), high, out=high), low, out=low)
+
+
+def _cell_range(x: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, high) at (``height``, ``width``): the minimum and maximum of the 2×2 input pixels whose
+    centres surround each output pixel (align_corners=False geometry; edge pixels repeat)."""
+    in_h, in_w = x.shape[-2:]
+    padded = F.pad(x, (0, 1, 0, 1), mode="replicate")
+    # Both ranges in one tensor: each gather below is then one pass.
+    cells = torch.cat([F.max_pool2d(padded, 2, stride=1), F.max_pool2d(-padded, 2, stride=1)], dim=1)
+    rows = _cell_index(height, in_h, x.device)
+    columns = _cell_index(width, in_w, x.device)
+    # Columns first, on the small image; then whole rows, which copy contiguous memory.
+    cells = cells.index_select(3, columns).index_select(2, rows)
+    channels = x.shape[1]
+    return -cells[:, channels:], cells[:, :channels]
+
+
+def _cell_index(size: int, in_size: int, device: torch.device) -> torch.Tensor:
+    """For each of ``size`` output pixels, the input cell (pair of pixel centres ``i``, ``i + 1``) that
+    holds its centre."""
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) * (in_size / size) - 0.5
+    return centres.floor_().clamp_(0, in_size - 1).long().to(device)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur (reflect padding) of a (N, C, H, W) tensor; ``sigma`` in pixels."""
     if sigma <= 0:
@@ -73,8 +107,10 @@ def back_project(
     """Iterative back-projection: pull ``output`` towards agreeing with ``reference`` when downscaled.
 
     Each step downscales ``output`` to ``reference``'s size, low-passes the residual with a Gaussian of
-    ``smoothing`` reference pixels (0 keeps everything, noise included), upsamples it and adds
-    ``weight`` times it. ``reference`` must be smaller than ``output``; weight 0 returns ``output``.
+    ``smoothing`` reference pixels (0 keeps everything, noise included), upsamples it bilinearly and
+    adds ``weight`` times it. ``reference`` must be smaller than ``output``; weight 0 returns ``output``.
+    Bilinear, not bicubic: the residual is largest along strong edges, where bicubic's negative lobes
+    would add a fringe beside each (tuning half, clean: halo 0.040 → 0.036 at the same NIQE, −0.04 dB).
 
     Every operation of a step is linear, so the steps are run at the reference's size: with ``D`` the
     downscale, ``U`` the upscale and ``G`` the blur, step k adds ``w·U(G(e_k))`` where the residual
@@ -97,12 +133,16 @@ def back_project(
             residual = residual - weight * (round_trip_y @ smoothed @ round_trip_x.T)
     # In place on the fresh upscale (the caller's tensor is never touched): on a CPU, another
     # output-sized tensor costs more in page faults than the arithmetic itself.
-    return resize(steps, height, width).mul_(weight).add_(output).clamp_(0.0, 1.0)
+    return _upsample_bilinear(steps, height, width).mul_(weight).add_(output).clamp_(0.0, 1.0)
+
+
+def _upsample_bilinear(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    return F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
 
 
 def _round_trip(size: int, larger: int, device: torch.device) -> torch.Tensor:
-    """The (size, size) matrix of one axis's bicubic upscale to ``larger`` then antialiased downscale
-    back (what :func:`resize` does along that axis), on ``device``."""
+    """The (size, size) matrix of one axis's bilinear upscale to ``larger`` then antialiased bicubic
+    downscale back (:func:`resize`) along that axis, on ``device``."""
     return _round_trip_cpu(size, larger).to(device)
 
 
@@ -110,7 +150,7 @@ def _round_trip(size: int, larger: int, device: torch.device) -> torch.Tensor:
 def _round_trip_cpu(size: int, larger: int) -> torch.Tensor:
     # Resizing only the width of an identity image gives, row by row, the response to each pixel.
     eye = torch.eye(size, dtype=torch.float32)[None, None]
-    up = resize_bicubic(eye, size, larger)
+    up = _upsample_bilinear(eye, size, larger)
     down = F.interpolate(up, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     return down[0, 0].T.contiguous()
 

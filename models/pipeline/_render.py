@@ -23,6 +23,7 @@ from models.pipeline._ops import (
     local_range,
     resize,
     sharpen,
+    upscale_bounded,
 )
 from models.pipeline._policy import VARIATIONS, EnhancePlan, OutputParameters, Variation, output_size
 from models.sr import CancelToken, MemoryBudget, SRModel, TileRunner, upscale
@@ -246,7 +247,8 @@ def super_resolve(
         )
         mark = time.perf_counter()
         restored = resize(restored_net, out_h, out_w)
-        base = resize(source_t, out_h, out_w).clamp(0.0, 1.0)
+        # The faithful path: the input's bicubic upscale without its ringing along strong edges.
+        base = upscale_bounded(source_t, out_h, out_w).clamp(0.0, 1.0)
         # What the network removed (noise, grain, artefacts and some fine texture), at output size; only
         # outputs with grain use it, so it is computed once, when the first of them needs it.
         removed: torch.Tensor | None = None
