@@ -215,26 +215,33 @@ def detail_map(
 
 
 def local_range(
-    reference: torch.Tensor, height: int, width: int, *, radius: int = 1, margin: float = 0.02, share: float = 0.1
+    reference: torch.Tensor, height: int, width: int, *, radius: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The range an output pixel may take, (low, high) at (``height``, ``width``): the minimum and
-    maximum of ``reference`` (the decoded input at its own resolution, (1, C, h, w)) over a
-    (2·``radius`` + 1)² window around each input pixel, interpolated to the output's size and widened
-    by ``margin`` plus ``share`` of the range itself (so strong edges may steepen, not ring)."""
+    """The range of the input around each output pixel, (low, high) at (``height``, ``width``): the
+    minimum and maximum of ``reference`` (the decoded input at its own resolution, (1, C, h, w)) over a
+    (2·``radius`` + 1)² window around each input pixel, interpolated to the output's size.
+    :func:`limit_overshoot` widens it (so strong edges may steepen, not ring) and clamps into it."""
     window = 2 * radius + 1
     high = F.max_pool2d(reference, window, stride=1, padding=radius)
     low = -F.max_pool2d(-reference, window, stride=1, padding=radius)
     high = F.interpolate(high, size=(height, width), mode="bilinear", align_corners=False)
     low = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
-    slack = (high - low).mul_(share).add_(margin)
-    return low.sub_(slack), high.add_(slack)
+    return low, high
 
 
-def limit_overshoot(x: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """``x`` with every pixel clamped into ``bounds`` (:func:`local_range`): no halo or ringing beyond
-    what the input's neighbourhood holds. In place."""
+def limit_overshoot(
+    x: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor], *, margin: float = 0.0, share: float = 0.0
+) -> torch.Tensor:
+    """``x`` with every pixel clamped into ``bounds`` (:func:`local_range`) widened by ``margin`` plus
+    ``share`` of their width: no halo or ringing beyond what the input's neighbourhood holds. In place;
+    one temporary of ``x``'s size when widening."""
     low, high = bounds
-    return x.clamp_(min=low, max=high)
+    if margin == 0 and share == 0:
+        return x.clamp_(min=low, max=high)
+    # The upper bound high + slack, then the lower one from it (low - slack = low + high - upper).
+    limit = (high - low).mul_(share).add_(margin).add_(high)
+    x.clamp_(max=limit)
+    return x.clamp_(min=limit.neg_().add_(high).add_(low))
 
 
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:

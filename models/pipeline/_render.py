@@ -39,6 +39,9 @@ _TONE_SMOOTHING = 1.0
 # The blur of the network's output that makes the base under it (``network_base``), in network-input
 # pixels: tuning half, heavy, 0.5 / 1 / 1.5 / 2 px: +0.60 / +0.61 / +0.59 / +0.56 dB over x4plus.
 _NETWORK_BASE_SIGMA = 1.0
+# How far (in [0, 1] units: 5 of 255 levels) every output may leave its input neighbourhood's range, on
+# top of the output's ``overshoot_share`` of that range (``limit_overshoot``).
+_OVERSHOOT_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,7 @@ def super_resolve(
             )
             out = _keep_tone(out, network_input, detail, params.fidelity_smoothing, params.tone_guard)
             out = sharpen(out, amount=params.sharpen, sigma=sharpen_sigma)
-            out = limit_overshoot(out, bounds)
+            out = limit_overshoot(out, bounds, margin=_OVERSHOOT_MARGIN, share=params.overshoot_share)
             if face_mask is not None:
                 out = torch.lerp(out, base, face_mask)
             out = adjust_tone(
