@@ -116,7 +116,7 @@ class RestorationRow:
 # ringing. That limit lets a pixel leave its input neighbourhood's range by 0.02 plus a share of the
 # range: a tenth where the input was blurred (restored edges are steeper than the blurred input's range
 # allows: a twentieth cost the mild row 0.12 of NIQE), a twentieth on clean inputs, whose range is the
-# scene's own (halo 0.031 -> 0.028 against Lanczos's 0.030, NIQE 0.06 higher, -0.01 dB).
+# scene's own (halo 0.031 -> 0.029 against Lanczos's 0.030, NIQE 0.04 higher, -0.01 dB).
 RESTORATION_TABLE: tuple[RestorationRow, ...] = (
     RestorationRow(
         0.0,
