@@ -44,6 +44,7 @@ TORCH_API_SINCE: dict[str, tuple[int, int]] = {
     "torch.exp": (1, 0),
     "torch.isfinite": (1, 0),
     "torch.maximum": (1, 7),
+    "torch.minimum": (1, 7),
     "torch.channels_last": (1, 5),
     "torch.inference_mode": (1, 9),
     "torch.version.cuda": (1, 0),
