@@ -200,8 +200,9 @@ def super_resolve(
     the next checkpoint with ``RequestCancelledError``.
 
     Every output is rendered from the one pass: the network's output (softened on degraded inputs)
-    blended per pixel over a bicubic upscale (over its own blurred output on degraded inputs), grain,
-    back-projection, the tone guard, sharpening, the overshoot limit, face protection, tone. Alpha is
+    blended per pixel over the input's bicubic upscale without its ringing (``upscale_bounded``; over
+    its own blurred output on degraded inputs), grain, back-projection, the tone guard, sharpening, the
+    overshoot limit (``overshoot_share``), face protection, tone. Alpha is
     resized on its own (bicubic) and never dropped. Outputs are quantised to uint8 on the device.
     Deterministic. Raises ``ValueError`` for inputs of the wrong type or shape.
     """
