@@ -28,6 +28,7 @@ from models.pipeline._ops import (
     upscale_bounded,
 )
 from models.pipeline._policy import RESTORATION_TABLE, VARIATIONS, OutputParameters
+from models.pipeline._render import _OVERSHOOT_MARGIN
 from models.prompt import parse_prompt
 from models.sr import SRModel
 from tests.benchmarks.bench_quality import overshoot
@@ -99,9 +100,9 @@ def _rocket_at(width: int, height: int) -> np.ndarray:
 
 
 def _widened(bounds: tuple[torch.Tensor, torch.Tensor], share: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``bounds`` widened as the render widens them: 0.02 plus ``share`` of their width."""
+    """``bounds`` widened as the render widens them: its margin plus ``share`` of their width."""
     low, high = bounds
-    slack = 0.02 + share * (high - low)
+    slack = _OVERSHOOT_MARGIN + share * (high - low)
     return low - slack, high + slack
 
 
@@ -112,7 +113,7 @@ def test_the_limit_removes_halos_along_the_towers_edges(rocket: np.ndarray) -> N
     original = _rocket_at(640, 428)
     halos = {}
     for share in (0.1, 0.05):
-        limited = limit_overshoot(oversharpened.clone(), bounds, margin=0.02, share=share)
+        limited = limit_overshoot(oversharpened.clone(), bounds, margin=_OVERSHOOT_MARGIN, share=share)
         low, high = _widened(bounds, share)
         assert bool((limited >= low - 1e-6).all()) and bool((limited <= high + 1e-6).all())
         halos[share] = overshoot(_as_u8(limited), original)
@@ -121,7 +122,7 @@ def test_the_limit_removes_halos_along_the_towers_edges(rocket: np.ndarray) -> N
     assert halos[0.1] < 0.9 * before
     assert halos[0.05] < halos[0.1]  # the clean row's tighter share takes more of the fringe out
     # Without widening the limit is the input neighbourhood's range itself.
-    tight = limit_overshoot(oversharpened.clone(), bounds)
+    tight = limit_overshoot(oversharpened.clone(), bounds, margin=0.0, share=0.0)
     assert bool((tight >= bounds[0] - 1e-6).all()) and bool((tight <= bounds[1] + 1e-6).all())
 
 

@@ -230,14 +230,12 @@ def local_range(
 
 
 def limit_overshoot(
-    x: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor], *, margin: float = 0.0, share: float = 0.0
+    x: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor], *, margin: float, share: float
 ) -> torch.Tensor:
     """``x`` with every pixel clamped into ``bounds`` (:func:`local_range`) widened by ``margin`` plus
     ``share`` of their width: no halo or ringing beyond what the input's neighbourhood holds. In place;
-    one temporary of ``x``'s size when widening."""
+    one temporary of ``x``'s size."""
     low, high = bounds
-    if margin == 0 and share == 0:
-        return x.clamp_(min=low, max=high)
     # The upper bound high + slack, then the lower one from it (low - slack = low + high - upper).
     limit = (high - low).mul_(share).add_(margin).add_(high)
     x.clamp_(max=limit)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import weights
 from models.pipeline import EnhanceOptions, enhance_image
 from models.pipeline._ops import detail_map, gaussian_blur, limit_overshoot, local_range, resize, upscale_bounded
-from models.pipeline._render import _keep_tone
+from models.pipeline._render import _OVERSHOOT_MARGIN, _keep_tone
 from models.sr import choose_precision, detect_capabilities, get_network, load_sr_model
 
 
@@ -77,7 +77,7 @@ def main() -> None:
     bounds = local_range(source, 2048, 2048)
     steps["tone guard (clean)"] = lambda: _keep_tone(out, source, detail, 0.0, 1.0)
     steps["tone guard (degraded)"] = lambda: _keep_tone(out, source, detail, 3.0, 1.0)
-    steps["limit"] = lambda: limit_overshoot(out.clone(), bounds, margin=0.02, share=0.1)
+    steps["limit"] = lambda: limit_overshoot(out.clone(), bounds, margin=_OVERSHOOT_MARGIN, share=0.1)
     steps["bounded base"] = lambda: upscale_bounded(source, 2048, 2048).clamp(0.0, 1.0)
     steps["(the plain bicubic base, subtracted)"] = lambda: resize(source, 2048, 2048).clamp(0.0, 1.0)
     steps["softened network output (degraded)"] = lambda: resize(gaussian_blur(restored, 0.6), 2048, 2048)
