@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -41,6 +42,10 @@ def photo(name: str, side: int = 256) -> np.ndarray:
 def add_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     noisy = image.astype(np.float64) + np.random.default_rng(seed).normal(0, sigma, image.shape)
     return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    return to_float(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
 
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
@@ -85,6 +90,54 @@ def test_noise_sigma_tracks_poisson_noise_rms() -> None:
         truth = float(np.std(noisy - clean))
         estimate = estimate_noise_sigma(to_float(noisy.astype(np.uint8)))
         assert abs(estimate - truth) < 0.25 * truth + 1.0
+
+
+def _small_dense_texture(scene_photo: Callable[..., np.ndarray]) -> np.ndarray:
+    """``life`` (a forest stream, tuning half) bicubic-downscaled ×4 to 128 px: clean, but so full of
+    fine texture that its luma reads like noise of σ ≈ 8."""
+    original = scene_photo("life", 512)
+    size = (original.shape[1] // 4, original.shape[0] // 4)
+    return np.asarray(Image.fromarray(original).resize(size, Image.Resampling.BICUBIC))
+
+
+def _file(image: np.ndarray, fmt: str, **options: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def test_a_clean_lossless_photo_of_dense_texture_reads_clean_through_its_chroma(
+    scene_photo: Callable[..., np.ndarray],
+) -> None:
+    small = _small_dense_texture(scene_photo)
+    luma_only = estimate_noise_sigma(to_float(small))
+    assert luma_only > 6.0  # the failure the chroma planes fix: texture read as noise
+    png = _file(small, "PNG")
+    assert analyse_image(to_float(small), png, detect=False).noise_sigma < 4.5
+    # Decoded from a lossy file, where chroma is not kept at full resolution, the planes are not used.
+    jpeg = _file(small, "JPEG", quality=95, subsampling=2)
+    assert analyse_image(decode_rgb(jpeg), jpeg, detect=False).noise_sigma == pytest.approx(
+        estimate_noise_sigma(decode_rgb(jpeg)), abs=1e-9
+    )
+
+
+@pytest.mark.parametrize("sigma", [6.0, 12.0])
+def test_colour_noise_in_a_lossless_photo_of_dense_texture_still_reads(
+    sigma: float, scene_photo: Callable[..., np.ndarray]
+) -> None:
+    noisy = add_noise(_small_dense_texture(scene_photo), sigma)
+    estimate = analyse_image(to_float(noisy), _file(noisy, "PNG"), detect=False).noise_sigma
+    assert estimate > 4.5 + sigma / 2  # read as noisy: the degraded path
+    assert estimate == pytest.approx(estimate_noise_sigma(to_float(noisy)), rel=0.25)
+
+
+def test_grey_noise_in_a_grey_lossless_photo_still_reads() -> None:
+    """A grey image has no chroma to compare with: its noise is read from luma alone, as before."""
+    grey = np.repeat(skdata.camera()[::2, ::2, None], 3, axis=2)
+    noisy = np.repeat(add_noise(grey[:, :, :1], 8.0), 3, axis=2)
+    estimate = analyse_image(to_float(noisy), _file(noisy, "PNG"), detect=False).noise_sigma
+    assert estimate == pytest.approx(estimate_noise_sigma(to_float(noisy)), abs=1e-9)
+    assert 6.0 < estimate < 10.0
 
 
 @pytest.mark.parametrize("quality", [20, 45, 75, 90, 97])

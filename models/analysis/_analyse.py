@@ -104,7 +104,7 @@ def _estimate(
     jpeg = (jpeg_quality_from_bytes(source) if source is not None else None) or timed(
         "jpeg_s", jpeg_quality_from_pixels, image
     )
-    noise = timed("noise_s", estimate_noise_sigma, image, jpeg_quality=jpeg.quality)
+    noise = timed("noise_s", estimate_noise_sigma, image, jpeg_quality=jpeg.quality, full_chroma=_lossless(source))
     blur = timed("blur_s", estimate_blur_sigma, image)
     upscale, evidence = timed(
         "resolution_s", estimate_upscale_factor, image, blur_sigma=blur, jpeg_compressed=jpeg.quality is not None
@@ -128,4 +128,16 @@ def _estimate(
         content=content,
         faces=faces,
         timings=timings,
+    )
+
+
+def _lossless(source: bytes | None) -> bool:
+    """Whether ``source`` is a file format that keeps chroma at full resolution without loss: PNG, BMP,
+    or lossless WebP (the noise estimate may then use the chroma planes: see ``_noise``)."""
+    if source is None:
+        return False
+    return (
+        source.startswith(b"\x89PNG\r\n\x1a\n")
+        or source.startswith(b"BM")
+        or (source[:4] == b"RIFF" and source[8:16] == b"WEBPVP8L")
     )

@@ -19,6 +19,20 @@ texture (a dragonfly on leaves, a motorcycle at 128 px) read ~0 instead of 7-8. 
 less than γ still reads partly as noise. JPEG below quality 75 removes the fine frequencies of the
 noise that this test relies on (σ = 15 at quality 50 reads 3-5 at full scale, 5-8 at half): such
 files get the single-scale estimate.
+
+Dense fine texture that also grows less than γ (a forest stream, a bed of ferns at 128 px) still read
+σ 8-9 and sent clean photos down the degraded path. In a lossless colour file (PNG, BMP, lossless
+WebP: the caller says so with ``full_chroma``) the two opponent chroma planes settle it: independent
+noise of σ in each channel reads σ in each orthonormal chroma plane too, while texture lives mostly in
+luma (that stream: chroma 2.3 against 8 overall). So where texture dominates the reading (the
+half-scale reading is at least ``TEXTURE_DOMINATED`` = 0.75 of the full-scale one: white noise alone
+gives 0.5, texture that does not shrink 1 or more), the estimate is capped at ``CHROMA_SLACK`` (1.5)
+times the chroma planes' own two-scale estimate, which leaves noise whose channels correlate up to
+ρ ≈ 0.56 (1 − 1/1.5²) unchanged. What this gives up: noise that is purely grey (the same in every
+channel) on dense texture in a lossless colour file reads as texture, and such a file is rendered as
+clean, grain kept (grey noise on a photo of ordinary texture still dominates the reading and is read
+as before). Lossy files (JPEG, lossy WebP, HEIF, AVIF) halve their chroma's resolution and remove its noise,
+and grey images (chroma spread below ``MIN_CHROMA_SPREAD``) have none: both keep the luma estimate.
 """
 
 from __future__ import annotations
@@ -39,6 +53,18 @@ MAX_SIDE = 640
 TEXTURE_GROWTH = 1.5
 # JPEG files below this quality get the single-scale estimate (module docstring).
 WHITE_NOISE_MIN_QUALITY = 75
+# Lossless colour images: the noise may read at most this much above the opponent chroma planes' noise
+# (module docstring); images whose chroma spreads less than MIN_CHROMA_SPREAD (8-bit) are grey.
+CHROMA_SLACK = 1.5
+# ... and only where texture dominates the reading: at half scale white noise alone reads half, texture
+# that does not shrink as much or more; the cap applies from the midpoint.
+TEXTURE_DOMINATED = 0.75
+MIN_CHROMA_SPREAD = 2.0
+# Two opponent chroma planes, orthonormal: independent noise of σ per channel reads σ in each.
+_OPPONENT_CHROMA = torch.tensor(
+    [[1 / math.sqrt(2), -1 / math.sqrt(2), 0.0], [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)]],
+    dtype=torch.float64,
+)
 
 
 def _weak_texture_patches(channel: torch.Tensor, keep: int, sample: np.ndarray | None) -> torch.Tensor:
@@ -76,26 +102,43 @@ def _tail_mean_variance(eigenvalues: torch.Tensor) -> torch.Tensor:
     return torch.where(found.any(1), tau.gather(1, first[:, None])[:, 0], fallback)
 
 
-def estimate_noise_sigma(rgb: np.ndarray | torch.Tensor, *, jpeg_quality: int | None = None) -> float:
+def estimate_noise_sigma(
+    rgb: np.ndarray | torch.Tensor, *, jpeg_quality: int | None = None, full_chroma: bool = False
+) -> float:
     """Standard deviation of the noise in ``rgb`` (float32 H×W×3 in [0, 1], sRGB; an array or a tensor
     on any device, where the work then runs), in 8-bit units: the part of the patch estimate that
     halves under a 2×2 average, as white noise does, where texture grows (module docstring).
 
-    Signal-dependent (Poisson-like) noise is reported as its root-mean-square level. Images smaller
-    than 16 px a side give 0.0; below 32 px, and for a JPEG whose ``jpeg_quality`` is below
-    ``WHITE_NOISE_MIN_QUALITY``, the single-scale estimate is returned. Deterministic (patch
-    sampling uses a fixed seed).
+    ``full_chroma``: the pixels come from a lossless file, so the chroma planes may cap the estimate
+    (module docstring). Signal-dependent (Poisson-like) noise is reported as its root-mean-square
+    level. Images smaller than 16 px a side give 0.0; below 32 px, and for a JPEG whose
+    ``jpeg_quality`` is below ``WHITE_NOISE_MIN_QUALITY``, the single-scale estimate is returned.
+    Deterministic (patch sampling uses a fixed seed).
     """
     image = as_tensor(rgb)
     if min(image.shape[:2]) < 16:
         return 0.0
     values = centre_crop_t(image, MAX_SIDE).double() * 255.0
-    fine = _patch_noise_sigma(values)
+    if min(values.shape[:2]) < 32 or (jpeg_quality is not None and jpeg_quality < WHITE_NOISE_MIN_QUALITY):
+        return _patch_noise_sigma(values)
+    fine, coarse = _two_scales(values)
+    sigma = _white_noise_sigma(fine, coarse)
+    if full_chroma and jpeg_quality is None and coarse >= TEXTURE_DOMINATED * fine:
+        chroma = values @ _OPPONENT_CHROMA.to(values.device).T
+        if float(chroma.std()) >= MIN_CHROMA_SPREAD:
+            sigma = min(sigma, CHROMA_SLACK * _white_noise_sigma(*_two_scales(chroma)))
+    return sigma
+
+
+def _two_scales(values: torch.Tensor) -> tuple[float, float]:
+    """The patch estimate of H×W×C ``values`` at full scale and on its 2×2 box average."""
     height, width = (side // 2 for side in values.shape[:2])
-    if min(height, width) < 16 or (jpeg_quality is not None and jpeg_quality < WHITE_NOISE_MIN_QUALITY):
-        return fine
-    halved = values[: 2 * height, : 2 * width].reshape(height, 2, width, 2, 3).mean(dim=(1, 3))
-    coarse = _patch_noise_sigma(halved)
+    halved = values[: 2 * height, : 2 * width].reshape(height, 2, width, 2, values.shape[2]).mean(dim=(1, 3))
+    return _patch_noise_sigma(values), _patch_noise_sigma(halved)
+
+
+def _white_noise_sigma(fine: float, coarse: float) -> float:
+    """The part of the two readings that halves under a 2×2 average, as white noise does (docstring)."""
     growth = TEXTURE_GROWTH**2
     return min(fine, math.sqrt(max(0.0, growth * fine * fine - coarse * coarse) / (growth - 0.25)))
 
@@ -108,7 +151,7 @@ def _patch_noise_sigma(values: torch.Tensor) -> float:
     count = rows * columns
     keep = min(count, max(PATCH * PATCH * 4, int(count * WEAK_TEXTURE_FRACTION)))
     covariances = []
-    for c in range(3):
+    for c in range(values.shape[2]):
         # The sample depends only on the image's size: drawn on the host, as the seed has always drawn it.
         sample = rng.choice(keep, MAX_PATCHES, replace=False) if keep > MAX_PATCHES else None
         patches = _weak_texture_patches(values[:, :, c], keep, sample)

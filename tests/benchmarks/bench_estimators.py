@@ -131,12 +131,22 @@ def bench_noise(photos: dict[str, np.ndarray]) -> Rows:
     rng = np.random.default_rng(0)
     rows = []
     for sigma in (0, 2, 5, 10, 15, 20, 30):
-        truths, estimates = [], []
+        truths, estimates, lossless = [], [], []
         for image in photos.values():
             noisy = u8(image.astype(np.float64) + rng.normal(0, sigma, image.shape))
             truths.append(float(np.std(noisy.astype(np.float64) - image)))
             estimates.append(estimate_noise_sigma(f32(noisy)))
+            lossless.append(estimate_noise_sigma(f32(noisy), full_chroma=True))
         rows.append(errors_row(f"gaussian σ={sigma}", truths, estimates))
+        rows.append(errors_row(f"gaussian σ={sigma}, lossless file (chroma cap)", truths, lossless))
+    # Noise that is the same in every channel: in a lossless colour file the chroma cap reads it as texture.
+    for sigma in (5, 10):
+        truths, lossless = [], []
+        for image in photos.values():
+            noisy = u8(image.astype(np.float64) + rng.normal(0, sigma, image.shape[:2])[:, :, None])
+            truths.append(float(np.std(noisy.astype(np.float64) - image)))
+            lossless.append(estimate_noise_sigma(f32(noisy), full_chroma=True))
+        rows.append(errors_row(f"grey gaussian σ={sigma}, lossless file (chroma cap)", truths, lossless))
     for peak in (255.0, 100.0, 40.0):
         truths, estimates = [], []
         for image in photos.values():
