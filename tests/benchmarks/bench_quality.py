@@ -3,6 +3,7 @@
 The set is ``tests/scene_photos.py``: 51 images (Debian's wallpaper packages, scikit-image,
 matplotlib) labelled by scene kind and split once into a tuning half and a held-out half. The policy's
 numbers were chosen on the tuning half; docs/quality.md reports the held-out half (the default here).
+``--half check`` scores the check set instead: 30 KDE Plasma wallpapers nobody tuned on.
 
 Each image is Lanczos-downsized to a 512 px long side (the "original"; 256 px with ``--fast``),
 degraded at three levels in the Real-ESRGAN way (blur at the original's size, ×4 bicubic downscale,
@@ -21,7 +22,7 @@ levels) by which an output leaves the original's range over the 7×7 pixels arou
 fringes along edges, ringing; :func:`overshoot`). Then the targets of issue 22 are checked and
 printed (PASS/MISS with the margin).
 
-    python tests/benchmarks/bench_quality.py [--half held|tune|all] [--fast] [--precision fp32|bf16|auto]
+    python tests/benchmarks/bench_quality.py [--half held|tune|all|check] [--fast] [--precision fp32|bf16|auto]
         [--cache DIR] [--json FILE] [--save DIR]
 
 With ``--cache`` the network outputs are kept on disk (per precision), and a rerun after a policy
@@ -55,7 +56,15 @@ import weights
 from models.imageio import decode_image
 from models.pipeline import VARIATIONS, EnhanceOptions, enhance_image
 from models.sr import SRModel, choose_precision, detect_capabilities, get_network, load_sr_model, upscale
-from tests.scene_photos import KINDS, SCENE_PHOTOS, ScenePhoto, blurred_ciede2000, load_original
+from tests.scene_photos import (
+    CHECK_PHOTOS,
+    KINDS,
+    SCENE_PHOTOS,
+    ScenePhoto,
+    blurred_ciede2000,
+    ensure_installed,
+    load_original,
+)
 
 FACTOR = 4
 METHODS = ("lanczos", "x4plus", *(v.name for v in VARIATIONS))
@@ -300,7 +309,12 @@ def check_targets(rows: list[dict[str, object]]) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--half", choices=("held", "tune", "all"), default="held", help="which half to score")
+    parser.add_argument(
+        "--half",
+        choices=("held", "tune", "all", "check"),
+        default="held",
+        help="which half to score (check: the 30 images of tests/scene_photos.py's CHECK_PHOTOS)",
+    )
     parser.add_argument(
         "--fast", action="store_true", help="256 px originals from 64 px inputs (the default is 512 from 128)"
     )
@@ -319,11 +333,14 @@ def main() -> None:
         "photo": load_model("x4plus", args.cache, args.precision),
         "illustration": load_model("x4plus-anime", args.cache, args.precision),
     }
+    # The check set's seeds start at 1000, clear of the tuning and held-out halves' (their indices).
+    listed = enumerate(CHECK_PHOTOS, start=1000) if args.half == "check" else enumerate(SCENE_PHOTOS)
     chosen = [
         (seed, photo)
-        for seed, photo in enumerate(SCENE_PHOTOS)
+        for seed, photo in listed
         if args.half in ("all", photo.half) and (not args.kind or photo.kind in args.kind)
     ]
+    ensure_installed(CHECK_PHOTOS if args.half == "check" else SCENE_PHOTOS)
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
     for seed, photo in chosen:
