@@ -31,8 +31,9 @@ times the chroma planes' own two-scale estimate, which leaves noise whose channe
 ρ ≈ 0.56 (1 − 1/1.5²) unchanged. What this gives up: noise that is purely grey (the same in every
 channel) on dense texture in a lossless colour file reads as texture, and such a file is rendered as
 clean, grain kept (grey noise on a photo of ordinary texture still dominates the reading and is read
-as before). Lossy files (JPEG, lossy WebP, HEIF, AVIF) halve their chroma's resolution and remove its noise,
-and grey images (chroma spread below ``MIN_CHROMA_SPREAD``) have none: both keep the luma estimate.
+as before). Lossy files (JPEG, lossy WebP, HEIF, AVIF) halve their chroma's resolution and remove its
+noise, and grey images (chroma spread below ``MIN_CHROMA_SPREAD``) have none: both keep the luma
+estimate.
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ WHITE_NOISE_MIN_QUALITY = 75
 # Lossless colour images: the noise may read at most this much above the opponent chroma planes' noise
 # (module docstring); images whose chroma spreads less than MIN_CHROMA_SPREAD (8-bit) are grey.
 CHROMA_SLACK = 1.5
-# ... and only where texture dominates the reading: at half scale white noise alone reads half, texture
-# that does not shrink as much or more; the cap applies from the midpoint.
-TEXTURE_DOMINATED = 0.75
 MIN_CHROMA_SPREAD = 2.0
+# The cap applies only where texture dominates the reading: at half scale white noise alone reads half,
+# texture that does not shrink as much or more; from the midpoint.
+TEXTURE_DOMINATED = 0.75
 # Two opponent chroma planes, orthonormal: independent noise of σ per channel reads σ in each.
 _OPPONENT_CHROMA = torch.tensor(
     [[1 / math.sqrt(2), -1 / math.sqrt(2), 0.0], [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)]],
