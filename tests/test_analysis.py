@@ -131,6 +131,17 @@ def test_colour_noise_in_a_lossless_photo_of_dense_texture_still_reads(
     assert estimate == pytest.approx(estimate_noise_sigma(to_float(noisy)), rel=0.25)
 
 
+@pytest.mark.parametrize("name", PHOTOS)
+def test_grey_noise_on_a_photo_of_ordinary_texture_still_reads_in_a_lossless_file(name: str) -> None:
+    """Noise the same in every channel has no chroma; where it dominates the reading (it halves at half
+    scale) the chroma planes are not consulted and it reads as before."""
+    clean = photo(name).astype(np.float64)
+    noisy = np.clip(np.round(clean + np.random.default_rng(0).normal(0, 10, clean.shape[:2])[:, :, None]), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    estimate = analyse_image(to_float(noisy), _file(noisy, "PNG"), detect=False).noise_sigma
+    assert abs(estimate - 10.0) < 1.5
+
+
 def test_grey_noise_in_a_grey_lossless_photo_still_reads() -> None:
     """A grey image has no chroma to compare with: its noise is read from luma alone, as before."""
     grey = np.repeat(skdata.camera()[::2, ::2, None], 3, axis=2)
