@@ -1,11 +1,11 @@
 """Real photos and illustrations of every scene kind, for the tone tests and the quality benchmark.
 
 Nothing is committed. Most images are wallpapers from Debian packages (``gnome-backgrounds``,
-``mate-backgrounds``, ``ukui-wallpapers``, ``lomiri-wallpapers``, which pulls in
-``lomiri-wallpapers-16.04`` and ``-20.04``), picked by path and checked by sha256 so that a package
-update is noticed; :func:`ensure_installed` installs the packages with ``apt-get`` when files are
-missing and the process is root (CI), and fails clearly otherwise. The rest come with Python packages
-the project already installs: scikit-image's photos and matplotlib's Grace Hopper portrait.
+``mate-backgrounds``, ``ukui-wallpapers``, ``lomiri-wallpapers-16.04`` and ``-20.04``), picked by path
+and checked by sha256 so that a package update is noticed; :func:`ensure_installed` installs the
+packages the images name with ``apt-get`` when files are missing and the process is root (CI), and
+fails clearly otherwise. The rest come with Python packages the project already installs:
+scikit-image's photos and matplotlib's Grace Hopper portrait.
 
 Each image has a scene kind (``low-key``: night, low light, sunsets, dark backgrounds; ``daylight``;
 ``high-key``: bright, white-dominated; ``portrait``: a face is the subject; ``illustration``:
@@ -618,7 +618,6 @@ CHECK_PHOTOS: tuple[ScenePhoto, ...] = (
 )
 PHOTO_BY_NAME = {photo.name: photo for photo in (*SCENE_PHOTOS, *CHECK_PHOTOS)}
 # What to install: lomiri-wallpapers pulls in both of its versioned packages.
-DEBIAN_PACKAGES = ("gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers", "lomiri-wallpapers")
 
 
 class ScenePhotoError(RuntimeError):
@@ -641,7 +640,7 @@ def ensure_installed(photos: tuple[ScenePhoto, ...] = SCENE_PHOTOS) -> None:
     debian = [photo for photo in photos if photo.sha256 is not None]
     missing = [photo for photo in debian if not Path(photo.path).is_file()]
     if missing:
-        packages = DEBIAN_PACKAGES if photos == SCENE_PHOTOS else tuple(sorted({p.package for p in debian}))
+        packages = sorted({photo.package for photo in debian})
         if os.geteuid() != 0:
             raise ScenePhotoError(
                 f"{len(missing)} scene photos are missing (first: {missing[0].path}); run as root, or install "

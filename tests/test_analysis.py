@@ -44,14 +44,14 @@ def add_noise(image: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
 
 
-def decode_rgb(data: bytes) -> np.ndarray:
-    return to_float(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+def _file(image: np.ndarray, fmt: str, **options: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, fmt, **options)
+    return buffer.getvalue()
 
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
-    return buffer.getvalue()
+    return _file(image, "JPEG", quality=quality)
 
 
 def decoded(blob: bytes) -> np.ndarray:
@@ -100,12 +100,6 @@ def _small_dense_texture(scene_photo: Callable[..., np.ndarray]) -> np.ndarray:
     return np.asarray(Image.fromarray(original).resize(size, Image.Resampling.BICUBIC))
 
 
-def _file(image: np.ndarray, fmt: str, **options: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
 def test_a_clean_lossless_photo_of_dense_texture_reads_clean_through_its_chroma(
     scene_photo: Callable[..., np.ndarray],
 ) -> None:
@@ -116,8 +110,8 @@ def test_a_clean_lossless_photo_of_dense_texture_reads_clean_through_its_chroma(
     assert analyse_image(to_float(small), png, detect=False).noise_sigma < 4.5
     # Decoded from a lossy file, where chroma is not kept at full resolution, the planes are not used.
     jpeg = _file(small, "JPEG", quality=95, subsampling=2)
-    assert analyse_image(decode_rgb(jpeg), jpeg, detect=False).noise_sigma == pytest.approx(
-        estimate_noise_sigma(decode_rgb(jpeg)), abs=1e-9
+    assert analyse_image(decoded(jpeg), jpeg, detect=False).noise_sigma == pytest.approx(
+        estimate_noise_sigma(decoded(jpeg)), abs=1e-9
     )
 
 

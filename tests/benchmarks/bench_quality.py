@@ -334,13 +334,13 @@ def main() -> None:
         "illustration": load_model("x4plus-anime", args.cache, args.precision),
     }
     # The check set's seeds start at 1000, clear of the tuning and held-out halves' (their indices).
-    listed = enumerate(CHECK_PHOTOS, start=1000) if args.half == "check" else enumerate(SCENE_PHOTOS)
+    photos, first_seed = (CHECK_PHOTOS, 1000) if args.half == "check" else (SCENE_PHOTOS, 0)
+    ensure_installed(photos)
     chosen = [
         (seed, photo)
-        for seed, photo in listed
+        for seed, photo in enumerate(photos, start=first_seed)
         if args.half in ("all", photo.half) and (not args.kind or photo.kind in args.kind)
     ]
-    ensure_installed(CHECK_PHOTOS if args.half == "check" else SCENE_PHOTOS)
     started = time.perf_counter()
     rows: list[dict[str, object]] = []
     for seed, photo in chosen:
