@@ -154,13 +154,21 @@ def test_cluster_keeps_the_single_process_contract(cluster: Cluster, photo_b64: 
 
 def test_full_cluster_answers_503_with_retry_after(cluster: Cluster, photo_b64: str) -> None:
     burst = 3 * 2 * PER_REPLICA_SLOTS  # the replicas' slots, as many waiting in the proxy, and as many more
-    with ThreadPoolExecutor(burst) as pool:
-        responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(burst)))
-    statuses = [response.status_code for response in responses]
-    assert set(statuses) <= {200, 503}
-    assert statuses.count(200) >= 2
-    refused = [response for response in responses if response.status_code == 503]
-    assert refused, statuses
+    # A request takes about a second here; on a busy machine a burst's threads can start so far apart that
+    # the first ones finish before the last arrive, and nothing is full. So up to three bursts, each of which
+    # must answer only 200 or 503; at least one must find the cluster full.
+    bursts: list[list[int]] = []
+    for _ in range(3):
+        with ThreadPoolExecutor(burst) as pool:
+            responses = list(pool.map(lambda _: enhance(cluster, photo_b64), range(burst)))
+        statuses = [response.status_code for response in responses]
+        bursts.append(statuses)
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses.count(200) >= 2, statuses
+        refused = [response for response in responses if response.status_code == 503]
+        if refused:
+            break
+    assert refused, bursts
     for response in refused:
         assert response.headers["retry-after"] == "7"
         assert response.json()["code"] == "SERVICE_UNAVAILABLE"
