@@ -252,7 +252,7 @@ def super_resolve(
         mark = time.perf_counter()
         restored = resize(restored_net, out_h, out_w)
         # The faithful path: the input's bicubic upscale without its ringing along strong edges.
-        base = upscale_bounded(source_t, out_h, out_w).clamp(0.0, 1.0)
+        base = upscale_bounded(source_t, out_h, out_w).clamp_(0.0, 1.0)  # a fresh tensor: in place
         # What the network removed (noise, grain, artefacts and some fine texture), at output size; only
         # outputs with grain use it, so it is computed once, when the first of them needs it.
         removed: torch.Tensor | None = None

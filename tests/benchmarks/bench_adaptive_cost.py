@@ -78,7 +78,7 @@ def main() -> None:
     steps["tone guard (clean)"] = lambda: _keep_tone(out, source, detail, 0.0, 1.0)
     steps["tone guard (degraded)"] = lambda: _keep_tone(out, source, detail, 3.0, 1.0)
     steps["limit"] = lambda: limit_overshoot(out.clone(), bounds, margin=_OVERSHOOT_MARGIN, share=0.1)
-    steps["bounded base"] = lambda: upscale_bounded(source, 2048, 2048).clamp(0.0, 1.0)
+    steps["bounded base"] = lambda: upscale_bounded(source, 2048, 2048).clamp_(0.0, 1.0)
     steps["(the plain bicubic base, subtracted)"] = lambda: resize(source, 2048, 2048).clamp(0.0, 1.0)
     steps["softened network output (degraded)"] = lambda: resize(gaussian_blur(restored, 0.6), 2048, 2048)
     # The network's output blurred by 1 input px (4 of its own) and blended into the bicubic base.
